@@ -1,0 +1,184 @@
+"""Saving and loading checkpoint folders, and safe reading of weight files.
+
+Folder layout written by ``save_pretrained``::
+
+    config.json         the NextGPTConfig (component paths relative to the folder where they live in it)
+    tokenizer/          the LLM tokenizer with the added tokens
+    model.safetensors   trainable weights: input/output projectors, added-token rows (and LoRA, when trained)
+    llm/                full LLM weights — only when the LLM has no weights elsewhere (random init / toy models)
+    encoder.safetensors encoder weights — likewise
+    decoders/<name>/    diffusers pipeline folders — likewise
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+if TYPE_CHECKING:
+    from .model import NextGPTModel
+    from .pipeline import NextGPT
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "model.safetensors"
+EMBEDDINGS_NAME = "embeddings.safetensors"
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
+
+
+def read_weights(path: str | Path, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """Read a weight file. Safetensors always; pickle files only with ``allow_pickle`` and ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: a pickle without opt-in, or a corrupt/truncated file — naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} not found")
+    if path.suffix in PICKLE_SUFFIXES:
+        if not allow_pickle:
+            raise ValueError(
+                f"{path} is a pickle checkpoint, which can run code when loaded; convert it to safetensors "
+                "(nextgpt convert-official) or opt in with allow_pickle=True (read with weights_only=True)"
+            )
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # weights_only refuses anything but tensors and plain containers
+            raise ValueError(f"{path} could not be read as a tensors-only pickle: {error}") from None
+        if not isinstance(state, dict):
+            raise ValueError(f"{path} holds a {type(state).__name__}, expected a dict of tensors")
+        return state
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): {error}") from None
+
+
+def write_weights(state: dict[str, torch.Tensor], path: str | Path) -> Path:
+    """Write a safetensors file atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, temp)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.remove(temp)
+    return path
+
+
+def trainable_state(model: "NextGPTModel") -> dict[str, torch.Tensor]:
+    """The weights that are not available from the components' own sources."""
+    state = {f"input_projectors.{k}": v for k, v in model.input_projectors.state_dict().items()}
+    state.update({f"output_projectors.{k}": v for k, v in model.output_projectors.state_dict().items()})
+    state.update(model.added_token_rows())
+    state.update(lora_state(model))
+    return state
+
+
+def lora_state(model: "NextGPTModel") -> dict[str, torch.Tensor]:
+    return {f"llm.{k}": v for k, v in model.llm.state_dict().items() if "lora_" in k}
+
+
+def load_trainable(model: "NextGPTModel", folder: str | Path) -> None:
+    """Load ``model.safetensors`` of a checkpoint folder into the model.
+
+    Raises:
+        FileNotFoundError / ValueError: a missing or corrupt file, missing keys or wrong shapes — all named.
+    """
+    path = Path(folder) / WEIGHTS_NAME
+    state = read_weights(path)
+    expected = trainable_state(model)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape))
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} keys (e.g. {missing[:3]})")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[:3]})")
+    if wrong:
+        problems.append("wrong shapes: " + ", ".join(
+            f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}" for k in wrong[:3]))
+    if problems:
+        raise ValueError(f"{path} does not match this model's config: " + "; ".join(problems))
+    with torch.no_grad():
+        model.input_projectors.load_state_dict(_strip(state, "input_projectors."))
+        model.output_projectors.load_state_dict(_strip(state, "output_projectors."))
+        model.load_added_token_rows(state)
+        lora = _strip(state, "llm.")
+        if lora:
+            model.llm.load_state_dict(lora, strict=False)
+        tables = Path(folder) / EMBEDDINGS_NAME
+        if tables.is_file():  # full tables (converted legacy checkpoints trained all rows)
+            full = read_weights(tables)
+            for name, layer in (("input", model.llm.get_input_embeddings()), ("output", model.llm.get_output_embeddings())):
+                if name in full:
+                    if tuple(full[name].shape) != tuple(layer.weight.shape):
+                        raise ValueError(f"{tables}: {name} table {tuple(full[name].shape)} != model's "
+                                         f"{tuple(layer.weight.shape)}")
+                    layer.weight.copy_(full[name].to(layer.weight.device, layer.weight.dtype))
+
+
+def save_pretrained(pipe: "NextGPT", folder: str | Path) -> Path:
+    """Write a complete checkpoint folder (see the module docstring). Written to a temp folder, then renamed."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        config = pipe.config.model_copy(deep=True)
+        model = pipe.model
+        model.tokenizer.save_pretrained(temp / "tokenizer")
+        config.llm.tokenizer = "tokenizer"
+        if _lives_in_checkpoint(config.llm.path, pipe.base_dir):
+            _base_llm(model).save_pretrained(temp / "llm", safe_serialization=True)
+            config.llm.path = "llm"
+        if _lives_in_checkpoint(config.encoder.path, pipe.base_dir):
+            write_weights(model.encoder.state_dict(), temp / "encoder.safetensors")
+            config.encoder.path = "encoder.safetensors"
+        for spec in config.output_modalities:
+            if _lives_in_checkpoint(spec.decoder.path, pipe.base_dir):
+                target = Path("decoders") / spec.name
+                pipe.decoders[spec.name].pipeline.save_pretrained(temp / target, safe_serialization=True)
+                spec.decoder.path = target.as_posix()
+        write_weights(trainable_state(model), temp / WEIGHTS_NAME)
+        config.save(temp)
+        if folder.exists():
+            backup = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            folder.rename(backup)
+            temp.rename(folder)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            temp.rename(folder)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    logger.info("saved %s", folder)
+    return folder
+
+
+def _lives_in_checkpoint(path: str | None, base_dir: Path | None) -> bool:
+    """True when a component has no weights elsewhere: random init, or a relative path inside the checkpoint
+    folder it was loaded from (absolute paths and hub ids are kept as references)."""
+    if path is None:
+        return True
+    return base_dir is not None and not Path(path).is_absolute() and (base_dir / path).exists()
+
+
+def _base_llm(model: "NextGPTModel") -> Any:
+    llm = model.llm
+    return llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+
+
+def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

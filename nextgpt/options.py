@@ -1,0 +1,93 @@
+"""Run-time options (never saved with the model): devices, precision, generation knobs."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class RuntimeOptions:
+    """How to place and load the model.
+
+    Attributes:
+        device: where the encoder, projectors and decoders run ("cpu", "cuda", "cuda:1").
+        dtype: "float32" | "float16" | "bfloat16" for the LLM, encoder and decoders.
+        device_map: passed to transformers for the LLM (e.g. "auto"); None keeps it on ``device``.
+        offload_idle_decoders: move a decoder back to CPU after each use (saves GPU memory).
+        load_in_8bit / load_in_4bit: bitsandbytes quantisation of the LLM (needs a GPU).
+        allow_pickle: accept pickle checkpoints (.pt/.pth/.bin), read with ``weights_only=True`` only.
+    """
+
+    device: str = "cpu"
+    dtype: str = "float32"
+    device_map: Any = None
+    offload_idle_decoders: bool = False
+    load_in_8bit: bool = False
+    load_in_4bit: bool = False
+    allow_pickle: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype {self.dtype!r} is not supported; use one of {sorted(_DTYPES)}")
+        if self.load_in_8bit and self.load_in_4bit:
+            raise ValueError("choose at most one of load_in_8bit and load_in_4bit")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return _DTYPES[self.dtype]
+
+
+@dataclass
+class GenerationOptions:
+    """Per-request generation settings.
+
+    Attributes:
+        max_new_tokens: budget for text + signal tokens (a started signal sequence is always completed).
+        temperature: 0 → greedy; > 0 → sampling with ``top_p``.
+        seed: makes sampling and media reproducible; None draws a fresh seed.
+        force: modalities that must be produced (their signal tokens are decoded if the model does not).
+        forbid: modalities that must not be produced (their signal tokens are masked).
+        max_media_per_modality: bound on outputs of one modality per answer (stops degenerate loops).
+        num_inference_steps / guidance_scale: decoder overrides (None: the decoder's defaults).
+        decoder_kwargs: per-modality extra pipeline kwargs, e.g. {"video": {"num_frames": 8}}.
+        output_dir: where media files are written (None: not written to disk).
+        stop: extra stop strings.
+    """
+
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = 0
+    force: frozenset[str] | set[str] | tuple[str, ...] = frozenset()
+    forbid: frozenset[str] | set[str] | tuple[str, ...] = frozenset()
+    max_media_per_modality: int = 1
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    decoder_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    output_dir: str | Path | None = "nextgpt-outputs"
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.force = frozenset(self.force)
+        self.forbid = frozenset(self.forbid)
+        if self.force & self.forbid:
+            raise ValueError(f"modalities both forced and forbidden: {sorted(self.force & self.forbid)}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be ≥ 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be ≥ 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_media_per_modality < 1:
+            raise ValueError(f"max_media_per_modality must be ≥ 1, got {self.max_media_per_modality}")
+
+    def check_modalities(self, available: list[str]) -> None:
+        """Raise ValueError if force/forbid name a modality the model cannot generate."""
+        unknown = sorted((self.force | self.forbid) - set(available))
+        if unknown:
+            raise ValueError(f"force/forbid name {unknown}, which this model cannot generate; it generates {available}")
