@@ -250,31 +250,38 @@ class SignalGenerator:
 def canonicalize_signals(text: str, signal_tokens: dict[str, list[str]]) -> tuple[str, list[str]]:
     """Repair signal-token runs in text that did not come from our decode loop (history, data files).
 
-    A complete run ``[X0]..[Xn-1]`` is kept; a partial run that starts at ``[X0]`` is completed; anything else
-    (a run that starts mid-way, mixes modalities or repeats) is dropped with a warning.
+    A run of signal tokens is read as sequences that each start at ``[X0]``: a complete sequence is kept, a
+    partial one that starts at ``[X0]`` is completed, and tokens that do not continue a sequence (one that starts
+    mid-way or switches modality) are dropped with a warning.
 
     Returns:
         (clean text, warnings)
     """
-    token_to_modality = {tok: (m, i) for m, toks in signal_tokens.items() for i, tok in enumerate(toks)}
-    if not token_to_modality:
+    owner = {tok: (m, i) for m, toks in signal_tokens.items() for i, tok in enumerate(toks)}
+    if not owner:
         return text, []
-    pattern = re.compile("(?:" + "|".join(re.escape(t) for t in token_to_modality) + ")+")
+    token_re = "|".join(re.escape(t) for t in owner)
     warnings: list[str] = []
 
     def repair(match: re.Match) -> str:
-        run = re.findall("|".join(re.escape(t) for t in token_to_modality), match.group(0))
-        modality = token_to_modality[run[0]][0]
-        expected = signal_tokens[modality]
-        if run == expected:
-            return match.group(0)
-        if run == expected[: len(run)]:
-            warnings.append(f"completed a partial {modality} signal sequence ({len(run)}/{len(expected)} tokens)")
-            return "".join(expected)
-        warnings.append(f"dropped a garbled signal sequence: {''.join(run)[:80]}")
-        return ""
+        sequences: list[tuple[str, int]] = []  # (modality, tokens seen)
+        for token in re.findall(token_re, match.group(0)):
+            modality, index = owner[token]
+            if index == 0:
+                sequences.append((modality, 1))
+            elif sequences and sequences[-1] == (modality, index):
+                sequences[-1] = (modality, index + 1)
+            else:
+                warnings.append(f"dropped signal token {token} that does not continue a sequence")
+        out = []
+        for modality, seen in sequences:
+            expected = signal_tokens[modality]
+            if seen < len(expected):
+                warnings.append(f"completed a partial {modality} signal sequence ({seen}/{len(expected)} tokens)")
+            out.append("".join(expected))
+        return "".join(out)
 
-    return pattern.sub(repair, text), warnings
+    return re.sub(f"(?:{token_re})+", repair, text), warnings
 
 
 def _as_list(value) -> list[int]:
