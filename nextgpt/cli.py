@@ -195,12 +195,24 @@ def _convert(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], 
     return run
 
 
+def _import_command_modules() -> None:
+    import importlib
+    import pkgutil
+
+    from . import commands
+
+    for module in pkgutil.iter_modules(commands.__path__):
+        importlib.import_module(f"{commands.__name__}.{module.name}")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    _import_command_modules()
     parser = argparse.ArgumentParser(prog="nextgpt", description="any-to-any multimodal chat")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add in PARSER_BUILDERS:
         add(subparsers)
+    PARSER_BUILDERS.clear()
     return parser
 
 

@@ -1,0 +1,80 @@
+"""The tool-call text format the LLM reads and writes (used by the agent and by stage-3 dialogue data).
+
+An assistant turn calls tools with one block per call::
+
+    <tool_call>{"name": "generate_image", "arguments": {"description": "a red circle"}}</tool_call>
+
+and the result comes back in a ``tool`` turn, rendered as::
+
+    <tool_result name="generate_image">image written to media/image-1.png</tool_result>
+
+Parsing is forgiving about whitespace and reports — never raises on — malformed blocks.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
+_CALL_RE = re.compile(re.escape(CALL_OPEN) + r"(.*?)(?:" + re.escape(CALL_CLOSE) + r"|$)", re.DOTALL)
+
+
+@dataclass
+class ToolCall:
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ParsedCalls:
+    text: str  # the assistant text with the call blocks removed
+    calls: list[ToolCall]
+    errors: list[str]  # one message per malformed block (to be reported back to the model)
+
+
+def render_tool_call(name: str, arguments: dict[str, Any]) -> str:
+    return CALL_OPEN + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + CALL_CLOSE
+
+
+def render_tool_result(name: str, content: str) -> str:
+    safe = content.replace("</tool_result>", "&lt;/tool_result&gt;")
+    return f'<tool_result name="{name}">{safe}</tool_result>'
+
+
+def render_tool_specs(tools: list[dict[str, Any]]) -> str:
+    """System-prompt text that lists the tools (name, description, JSON schema of the arguments)."""
+    lines = ["You can call these tools. To call one, write "
+             + CALL_OPEN + '{"name": NAME, "arguments": {...}}' + CALL_CLOSE + " and wait for the result."]
+    for tool in tools:
+        lines.append(json.dumps(tool, ensure_ascii=False))
+    return "\n".join(lines)
+
+
+def parse_tool_calls(text: str) -> ParsedCalls:
+    """Find tool-call blocks in generated text (an unclosed last block is parsed to the end of the text)."""
+    calls: list[ToolCall] = []
+    errors: list[str] = []
+    for number, match in enumerate(_CALL_RE.finditer(text), start=1):
+        body = match.group(1).strip()
+        try:
+            data = json.loads(body)
+        except json.JSONDecodeError as error:
+            errors.append(f"tool call {number} is not valid JSON ({error.msg}); write {{\"name\": ..., \"arguments\": {{...}}}}")
+            continue
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            errors.append(f"tool call {number} needs a string 'name'")
+            continue
+        arguments = data.get("arguments", {})
+        if isinstance(arguments, str):  # some models emit the arguments as a JSON string
+            try:
+                arguments = json.loads(arguments)
+            except json.JSONDecodeError:
+                errors.append(f"tool call {number}: 'arguments' is a string that is not JSON")
+                continue
+        if not isinstance(arguments, dict):
+            errors.append(f"tool call {number}: 'arguments' must be an object")
+            continue
+        calls.append(ToolCall(data["name"], arguments))
+    return ParsedCalls(_CALL_RE.sub("", text).strip(), calls, errors)
