@@ -111,8 +111,8 @@ _FBANK_WINDOW = 400  # 25 ms at 16 kHz: the shortest clip Kaldi fbank accepts
 # modality → (ImageBind modality key, dimensions of one view of one item)
 _MODALITIES: dict[str, tuple[str, int]] = {
     "image": ("vision", 3),  # [3, H, W]
-    "video": ("vision", 4),  # [3, T, H, W]
     "audio": ("audio", 3),  # [1, mel, frames]
+    "video": ("vision", 4),  # [3, T, H, W]
     "text": ("text", 1),  # [77]
 }
 
