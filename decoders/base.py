@@ -72,7 +72,8 @@ class Decoder:
     """
 
     file_extension: ClassVar[str] = ""
-    pipeline_class: ClassVar[type | None] = None
+    pipeline_class_name: ClassVar[str] = ""
+    """Name of the composed diffusers pipeline class (imported on first use: importing diffusers takes seconds)."""
     media_options: ClassVar[tuple[str, ...]] = ()
     """Keys of ``config.defaults`` used to build the media (e.g. ``fps``) rather than passed to the pipeline."""
 
@@ -101,6 +102,13 @@ class Decoder:
         source = self.config.path or ("random init" if self.allow_random_init else "no weights")
         return f"{type(self).__name__}(modality={self.modality!r}, source={source!r}, loaded={self.loaded})"
 
+    @classmethod
+    def pipeline_class(cls) -> type:
+        """The diffusers pipeline class this decoder composes."""
+        import diffusers
+
+        return getattr(diffusers, cls.pipeline_class_name)
+
     # ---- presets -----------------------------------------------------------------------------------------
     @staticmethod
     def tiny_config(**kwargs: Any) -> DecoderConfig:
@@ -123,7 +131,8 @@ class Decoder:
         if self._pipeline is None:
             pipeline = self.build_pipeline()
             if self.device.type != "meta":  # meta components are created in place; there is nothing to move
-                pipeline.to(self.device, self.dtype)
+                # cast only when needed: diffusers warns about casting with to() even when nothing changes
+                pipeline.to(self.device) if pipeline.dtype == self.dtype else pipeline.to(self.device, self.dtype)
             self._pipeline = pipeline
         return self._pipeline
 
@@ -155,7 +164,7 @@ class Decoder:
 
     def assemble_pipeline(self, components: dict[str, Any]) -> Any:
         """Create the pipeline from built components (subclasses add fixed extras such as a disabled safety checker)."""
-        return self.pipeline_class(**components)
+        return self.pipeline_class()(**components)
 
     def resolve_path(self) -> tuple[str, bool]:
         """``config.path`` resolved against ``base_dir``: ``(path, is_local)``.
@@ -170,7 +179,7 @@ class Decoder:
             if not (candidate / "model_index.json").is_file():
                 raise FileNotFoundError(
                     f"{self._name}: {candidate} is not a diffusers pipeline folder (no model_index.json); "
-                    f"save one with {self.pipeline_class.__name__}.save_pretrained()"
+                    f"save one with {self.pipeline_class_name}.save_pretrained()"
                 )
             return str(candidate), True
         if _HUB_ID.match(raw) and not raw.startswith((".", "~")):
@@ -183,12 +192,12 @@ class Decoder:
 
     def _load_pretrained(self) -> Any:
         path, local = self.resolve_path()
-        logger.info("%s: loading %s from %s", self._name, self.pipeline_class.__name__, path)
+        logger.info("%s: loading %s from %s", self._name, self.pipeline_class_name, path)
         try:
-            return self.pipeline_class.from_pretrained(path, dtype=self.dtype, local_files_only=local)
+            return self.pipeline_class().from_pretrained(path, dtype=self.dtype, local_files_only=local)
         except OSError as error:
             raise OSError(
-                f"{self._name}: could not load {self.pipeline_class.__name__} from {path!r}: {error}. Without "
+                f"{self._name}: could not load {self.pipeline_class_name} from {path!r}: {error}. Without "
                 f"network access, download it elsewhere (huggingface-cli download {path}) and set path to the folder"
             ) from error
 
@@ -271,7 +280,7 @@ class Decoder:
                 f"{self._name}: {reserved} are set by the decoder itself; pass conditions, generator and callback "
                 "as arguments of generate() instead"
             )
-        parameters = inspect.signature(self.pipeline_class.__call__).parameters
+        parameters = inspect.signature(self.pipeline_class().__call__).parameters
         accepted = {
             name for name, p in parameters.items() if name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD
         }
@@ -367,7 +376,7 @@ class Decoder:
         legacy ``callback`` (which fires once per progress-bar step, so counting calls gives the step)."""
         if callback is None:
             return {}
-        if "callback_on_step_end" in inspect.signature(self.pipeline_class.__call__).parameters:
+        if "callback_on_step_end" in inspect.signature(self.pipeline_class().__call__).parameters:
 
             def on_step_end(pipeline: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
                 # schedulers such as PNDM run more model steps than num_inference_steps: report the real count

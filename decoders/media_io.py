@@ -1,0 +1,135 @@
+"""Write decoded media to files that browsers play: PNG images, 16-bit PCM WAV audio, H.264/yuv420p MP4 video."""
+from __future__ import annotations
+
+import logging
+import math
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .base import DecodedMedia
+
+logger = logging.getLogger(__name__)
+
+MIN_VIDEO_SIDE = 64
+"""Tiny test videos (e.g. 32×32) are enlarged by an integer nearest-neighbour factor up to this size when written:
+some H.264 decoders and browser players reject frames smaller than a few macroblocks."""
+
+
+def to_uint8(array: np.ndarray) -> np.ndarray:
+    """Float pixels in [0, 1] → uint8, rounded as diffusers' ``numpy_to_pil`` does; uint8 input is returned as is."""
+    if array.dtype == np.uint8:
+        return array
+    return (np.clip(array, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def _prepare_path(path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_image(pixels: np.ndarray, path: str | Path) -> Path:
+    """Write an ``[H, W, 3]`` image (uint8, or float in [0, 1]) as PNG.
+
+    Raises:
+        ValueError: for another shape.
+    """
+    from PIL import Image
+
+    if pixels.ndim != 3 or pixels.shape[-1] != 3:
+        raise ValueError(f"an image must be [H, W, 3], got shape {pixels.shape}")
+    path = _prepare_path(path)
+    Image.fromarray(to_uint8(pixels), mode="RGB").save(path, format="PNG")
+    return path
+
+
+def write_audio(samples: np.ndarray, sample_rate: int, path: str | Path) -> Path:
+    """Write float audio ``[samples]`` (or ``[samples, channels]``) in [-1, 1] as 16-bit PCM WAV.
+
+    Raises:
+        ValueError: for another shape or a non-positive sample rate.
+    """
+    import soundfile
+
+    if samples.ndim not in (1, 2) or samples.shape[0] == 0:
+        raise ValueError(f"audio must be [samples] or [samples, channels] with samples > 0, got shape {samples.shape}")
+    if not sample_rate or sample_rate <= 0:
+        raise ValueError(f"audio needs a positive sample rate, got {sample_rate!r}")
+    path = _prepare_path(path)
+    # libsndfile wraps out-of-range floats around when converting to integers: clip first
+    soundfile.write(path, np.clip(samples, -1.0, 1.0).astype(np.float32), int(sample_rate), subtype="PCM_16", format="WAV")
+    return path
+
+
+def _playable_frames(frames: np.ndarray, min_side: int) -> np.ndarray:
+    """Enlarge small frames by an integer nearest-neighbour factor, then pad to even sizes (yuv420p needs them)."""
+    height, width = frames.shape[1:3]
+    factor = math.ceil(min_side / min(height, width)) if min(height, width) < min_side else 1
+    if factor > 1:
+        frames = frames.repeat(factor, axis=1).repeat(factor, axis=2)
+    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+    if pad_h or pad_w:
+        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    return frames
+
+
+def write_video(frames: np.ndarray, fps: float, path: str | Path, *, min_side: int = MIN_VIDEO_SIDE) -> Path:
+    """Write ``[F, H, W, 3]`` frames (uint8, or float in [0, 1]) as an H.264 (libx264, yuv420p) MP4 with the index
+    at the front (``+faststart``), which browsers play while downloading.
+
+    Raises:
+        ValueError: for another shape or a non-positive fps.
+    """
+    import av
+
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+        raise ValueError(f"a video must be [F, H, W, 3] with F > 0, got shape {frames.shape}")
+    if not fps or fps <= 0:
+        raise ValueError(f"a video needs a positive fps, got {fps!r}")
+    frames = _playable_frames(to_uint8(frames), min_side)
+    path = _prepare_path(path)
+    with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "18"}
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        container.mux(stream.encode())  # flush delayed frames
+    return path
+
+
+def _write_image_media(media: "DecodedMedia", path: Path) -> Path:
+    return write_image(media.data, path)
+
+
+def _write_audio_media(media: "DecodedMedia", path: Path) -> Path:
+    return write_audio(media.data, media.rate, path)
+
+
+def _write_video_media(media: "DecodedMedia", path: Path) -> Path:
+    return write_video(media.data, media.rate, path)
+
+
+WRITERS: dict[str, Callable[["DecodedMedia", Path], Path]] = {
+    ".png": _write_image_media,
+    ".wav": _write_audio_media,
+    ".mp4": _write_video_media,
+}
+
+
+def write_media(media: "DecodedMedia", path: str | Path) -> Path:
+    """Write ``media`` with the writer chosen by the file extension of ``path``; returns the path.
+
+    Raises:
+        ValueError: for an unsupported extension (listing the supported ones) or unsuitable data.
+    """
+    path = Path(path)
+    writer = WRITERS.get(path.suffix.lower())
+    if writer is None:
+        raise ValueError(f"cannot write {media.modality!r} media to {path}: supported extensions are {sorted(WRITERS)}")
+    return writer(media, path)
