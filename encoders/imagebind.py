@@ -173,6 +173,21 @@ def _tokenizer() -> Any:
         return ib.preprocessors.SimpleTokenizer(bpe_path=str(path), context_length=TEXT_CONTEXT)
 
 
+@functools.lru_cache(maxsize=1)
+def _image_transform() -> Callable[[Any], torch.Tensor]:
+    """``imagebind.data.load_and_transform_vision_data``'s transform: PIL RGB → ``[3, 224, 224]``."""
+    from torchvision import transforms
+
+    return transforms.Compose(
+        [
+            transforms.Resize(IMAGE_SIZE, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(IMAGE_SIZE),
+            transforms.ToTensor(),
+            transforms.Normalize(mean=CLIP_MEAN, std=CLIP_STD),
+        ]
+    )
+
+
 def _clip_spans(duration: float, clips: int, clip_seconds: float) -> list[tuple[float, float]]:
     """ImageBind's clip placement: ``clips`` windows, starts evenly spaced over ``duration - clip_seconds``."""
     ib = import_imagebind()
@@ -315,18 +330,7 @@ class ImageBindEncoder(MediaEncoder):
         return torch.stack([prepare(item) for item in items])
 
     def _prepare_image(self, item: Any) -> torch.Tensor:
-        from torchvision import transforms
-
-        image = load_image(item, self.limits)
-        transform = transforms.Compose(
-            [
-                transforms.Resize(IMAGE_SIZE, interpolation=transforms.InterpolationMode.BICUBIC),
-                transforms.CenterCrop(IMAGE_SIZE),
-                transforms.ToTensor(),
-                transforms.Normalize(mean=CLIP_MEAN, std=CLIP_STD),
-            ]
-        )
-        return transform(image)  # [3, 224, 224]
+        return _image_transform()(load_image(item, self.limits))  # [3, 224, 224]
 
     def _prepare_audio(self, item: Any) -> torch.Tensor:
         options = self.options

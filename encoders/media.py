@@ -5,8 +5,11 @@ the item, the problem, the limit or value involved and what to do. Nothing here 
 or an extension:
 
 - **Images** are identified from their bytes with only the allowed Pillow plugins; the pixel count is checked
-  from the header *before* decoding, and Pillow's own decompression-bomb warning is turned into an error for
-  the duration of the call (never globally).
+  from the header *before* decoding against ``MediaLimits.max_image_pixels`` (not Pillow's global
+  ``Image.MAX_IMAGE_PIXELS``), and Pillow's own decompression-bomb warning is turned into an error inside
+  ``warnings.catch_warnings()`` for the duration of the call. (Before Python 3.14 that context manager is not
+  thread-safe; at worst the "error" filter for that one warning outlives the call, and our own pixel check
+  rejects the same images anyway.)
 - **Audio** is read with soundfile in blocks; the duration limit is applied to frames actually decoded, and a
   WAV header that claims more audio than the file holds (the "10 hours over a few bytes" trick) is rejected.
 - **Video** is read from local files only, with a container allow-list handed to FFmpeg; frame count,
