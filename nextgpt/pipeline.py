@@ -1,6 +1,7 @@
 """The public Python API: ``NextGPT`` (load, chat, stream, batch, save) and ``Conversation`` (multi-turn)."""
 from __future__ import annotations
 
+import copy
 import logging
 import queue
 import random
@@ -47,6 +48,8 @@ class NextGPT:
         self.runtime = runtime or RuntimeOptions()
         self.base_dir = Path(base_dir) if base_dir else None
         self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._count_tokenizer = None
 
     # ---- construction --------------------------------------------------------------------------------
     @classmethod
@@ -142,6 +145,26 @@ class NextGPT:
         finally:
             stop.set()
             thread.join()
+
+    @property
+    def context_length(self) -> int | None:
+        """Tokens the LLM can attend to (prompt + new tokens); None when its config does not say."""
+        return getattr(self.model.llm.config, "max_position_embeddings", None)
+
+    def count_prompt_tokens(self, messages: MessagesLike) -> int:
+        """Prompt tokens of a conversation, media placeholders expanded, without loading or encoding any media.
+
+        Lets a server refuse a request over the context before doing model work. Safe to call while another
+        thread generates (it uses its own copy of the tokenizer).
+
+        Raises:
+            ValueError: the same prompt errors as ``chat`` (placeholder counts, unknown modality, text cap).
+        """
+        prompt = prepare_prompt(self.model, _as_messages(messages), self.config.encoder.limits.max_prompt_chars)
+        with self._count_lock:
+            if self._count_tokenizer is None:  # fast tokenizers refuse concurrent use of one instance
+                self._count_tokenizer = copy.deepcopy(self.model.tokenizer)
+            return len(self._count_tokenizer(prompt.text)["input_ids"])
 
     def conversation(self, system: str | None = None, options: GenerationOptions | None = None) -> "Conversation":
         return Conversation(self, system, options)
