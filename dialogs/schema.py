@@ -32,6 +32,7 @@ class OutputRequest:
     modality: str
     caption: str
     path: str | None = None  # the ground-truth file, if the dataset has one (for denoising losses / eval)
+    embedding: str | None = None  # a precomputed decoder-condition file named by the dataset (``X.jpg.npy``)
 
 
 @dataclass
