@@ -8,7 +8,9 @@ and the result comes back in a ``tool`` turn, rendered as::
 
     <tool_result name="generate_image">image written to media/image-1.png</tool_result>
 
-Parsing is forgiving about whitespace and reports — never raises on — malformed blocks.
+Parsing is forgiving about whitespace, a Markdown code fence inside the block and ``"parameters"`` written for
+``"arguments"``, and reports — never raises on — malformed blocks. Text that is data (tool results, media
+descriptions, user files) goes through ``neutralize_tool_markup`` so it can never contain a tool call.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
+_FENCE_RE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+_MARKUP_RE = re.compile(r"<(/?)(tool_call|tool_result)", re.IGNORECASE)
 _CALL_RE = re.compile(re.escape(CALL_OPEN) + r"(.*?)(?:" + re.escape(CALL_CLOSE) + r"|$)", re.DOTALL)
 
 
@@ -38,8 +42,13 @@ def render_tool_call(name: str, arguments: dict[str, Any]) -> str:
     return CALL_OPEN + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + CALL_CLOSE
 
 
+def neutralize_tool_markup(text: str) -> str:
+    """Escape ``<tool_call>``/``<tool_result>`` tags (any case) in untrusted text so it reads as data."""
+    return _MARKUP_RE.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}", text)
+
+
 def render_tool_result(name: str, content: str) -> str:
-    safe = content.replace("</tool_result>", "&lt;/tool_result&gt;")
+    safe = neutralize_tool_markup(content)
     return f'<tool_result name="{name}">{safe}</tool_result>'
 
 
@@ -58,6 +67,9 @@ def parse_tool_calls(text: str) -> ParsedCalls:
     errors: list[str] = []
     for number, match in enumerate(_CALL_RE.finditer(text), start=1):
         body = match.group(1).strip()
+        fenced = _FENCE_RE.match(body)
+        if fenced:
+            body = fenced.group(1)
         try:
             data = json.loads(body)
         except json.JSONDecodeError as error:
@@ -66,7 +78,7 @@ def parse_tool_calls(text: str) -> ParsedCalls:
         if not isinstance(data, dict) or not isinstance(data.get("name"), str):
             errors.append(f"tool call {number} needs a string 'name'")
             continue
-        arguments = data.get("arguments", {})
+        arguments = data.get("arguments", data.get("parameters", {}))
         if isinstance(arguments, str):  # some models emit the arguments as a JSON string
             try:
                 arguments = json.loads(arguments)
