@@ -1,0 +1,143 @@
+"""``nextgpt data ACTION``: dataset tools. ``validate`` and ``stats`` live here; other modules add actions.
+
+To add an action from another module (e.g. ``nextgpt/commands/data_cache.py``)::
+
+    from nextgpt.commands.data import data_action
+
+    @data_action("cache", "precompute decoder conditions for a dataset")
+    def _cache(parser):            # add arguments to the action's own parser
+        parser.add_argument(...)
+        def run(args) -> int: ...  # returns the exit code
+        return run
+
+Registration happens at import; the CLI imports every module of ``nextgpt.commands`` before it builds the
+parser, so the action appears under ``nextgpt data``. ``add_data_options`` gives an action the shared
+``FILES --root --format --task --modality`` options.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections import Counter
+from typing import Callable
+
+from nextgpt.cli import command
+
+Builder = Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]
+DATA_ACTIONS: dict[str, tuple[str, Builder]] = {}
+
+
+def data_action(name: str, help: str) -> Callable[[Builder], Builder]:
+    """Register ``nextgpt data NAME`` (the decorated builder adds arguments and returns the run function)."""
+
+    def decorator(build: Builder) -> Builder:
+        if name in DATA_ACTIONS:
+            raise ValueError(f"data action {name!r} is registered twice")
+        DATA_ACTIONS[name] = (help, build)
+        return build
+
+    return decorator
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    from nextgpt.dialogs.loaders import DEFAULT_MODALITIES, FORMATS, TASKS
+
+    parser.add_argument("files", nargs="+", help="dataset files (.json arrays or .jsonl)")
+    parser.add_argument("--root", default=None, help="folder relative media paths are resolved against "
+                                                     "(default: each file's folder)")
+    parser.add_argument("--format", default=None, choices=FORMATS, help="data format (default: detected)")
+    parser.add_argument("--task", default="comprehension", choices=TASKS,
+                        help="what X-caption pairs become: comprehension (stage 1) or generation (stage 2)")
+    parser.add_argument("--modality", action="append", default=None, metavar="NAME",
+                        help=f"a modality the model knows (repeat; default: {' '.join(DEFAULT_MODALITIES)})")
+
+
+def _modalities(args: argparse.Namespace) -> tuple[str, ...]:
+    from nextgpt.dialogs.loaders import DEFAULT_MODALITIES
+
+    return tuple(args.modality) if args.modality else DEFAULT_MODALITIES
+
+
+@command("data", "dataset tools: validate, stats (and actions other modules register)")
+def _data(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    actions = parser.add_subparsers(dest="data_action", required=True, metavar="ACTION")
+    runners = {}
+    for name, (help, build) in sorted(DATA_ACTIONS.items()):
+        runners[name] = build(actions.add_parser(name, help=help, description=help))
+
+    def run(args: argparse.Namespace) -> int:
+        return runners[args.data_action](args)
+
+    return run
+
+
+@data_action("validate", "check dataset files; print every problem as file:line:field: problem (exit 1 if any)")
+def _validate(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    add_data_options(parser)
+    parser.add_argument("--no-file-check", action="store_true", help="do not check that media files exist")
+
+    def run(args: argparse.Namespace) -> int:
+        from nextgpt.dialogs.validate import validate
+
+        problems = validate(args.files, args.root, _modalities(args), format=args.format, task=args.task,
+                            check_files=not args.no_file_check)
+        for problem in problems:
+            print(problem)
+        if problems:
+            print(f"{len(problems)} problem(s) in {len(args.files)} file(s)")
+            return 1
+        print(f"ok: {len(args.files)} file(s), no problems")
+        return 0
+
+    return run
+
+
+@data_action("stats", "count dialogues per format, modality and turns; caption lengths; problems")
+def _stats(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    add_data_options(parser)
+
+    def run(args: argparse.Namespace) -> int:
+        from nextgpt.dialogs.loaders import iter_loaded
+        from nextgpt.dialogs.records import Problem
+        from nextgpt.dialogs.validate import check_loaded
+
+        modalities = _modalities(args)
+        formats, inputs, outputs, turns = Counter(), Counter(), Counter(), Counter()
+        caption_words, answer_words, problems = [], [], []
+        for item in iter_loaded(args.files, args.root, args.format, args.task, modalities):
+            if isinstance(item, Problem):
+                problems.append(item)
+                continue
+            problems.extend(check_loaded(item, modalities))
+            dialogue = item.dialogue
+            formats[item.format] += 1
+            turns[len(dialogue.turns)] += 1
+            for turn in dialogue.turns:
+                inputs.update(i.modality for i in turn.inputs)
+                outputs.update(o.modality for o in turn.outputs)
+                caption_words.extend(len(o.caption.split()) for o in turn.outputs)
+                if turn.role == "assistant":
+                    answer_words.append(len(turn.text.split()))
+        print(f"dialogues: {sum(formats.values())}")
+        print("formats: " + _counts(formats))
+        print("input items: " + _counts(inputs))
+        print("output items: " + _counts(outputs))
+        print("turns per dialogue: " + _counts(Counter({str(k): v for k, v in sorted(turns.items())})))
+        print("output caption words: " + _summary(caption_words))
+        print("answer words: " + _summary(answer_words))
+        print(f"problems: {len(problems)}")
+        for problem in problems:
+            print(f"  {problem}")
+        return 0
+
+    return run
+
+
+def _counts(counter: Counter) -> str:
+    return ", ".join(f"{key}={value}" for key, value in counter.items()) or "none"
+
+
+def _summary(values: list[int]) -> str:
+    if not values:
+        return "none"
+    return f"n={len(values)} min={min(values)} mean={statistics.fmean(values):.1f} max={max(values)}"
