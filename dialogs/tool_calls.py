@@ -53,12 +53,36 @@ def render_tool_result(name: str, content: str) -> str:
 
 
 def render_tool_specs(tools: list[dict[str, Any]]) -> str:
-    """System-prompt text that lists the tools (name, description, JSON schema of the arguments)."""
+    """System-prompt text that lists the tools, one compact line each (keeps the prompt short)::
+
+        - generate_image(description: string, seed?: integer, steps?: integer): Generate a new image ...
+
+    ``tools`` are ``{"name", "description", "parameters": JSON schema}`` (OpenAI function style); ``?`` marks an
+    optional argument and enums are written as ``"a"|"b"``. Bounds are not listed: a call that breaks one gets an
+    error naming the bound.
+    """
     lines = ["You can call these tools. To call one, write "
              + CALL_OPEN + '{"name": NAME, "arguments": {...}}' + CALL_CLOSE + " and wait for the result."]
     for tool in tools:
-        lines.append(json.dumps(tool, ensure_ascii=False))
+        lines.append(f"- {tool['name']}({_signature(tool.get('parameters') or {})}): {tool.get('description', '')}")
     return "\n".join(lines)
+
+
+def _signature(schema: dict[str, Any]) -> str:
+    required = set(schema.get("required", []))
+    parts = []
+    for name, prop in (schema.get("properties") or {}).items():
+        options = prop.get("anyOf") or [prop]
+        types = []
+        for option in options:
+            if "enum" in option:
+                types.append("|".join(json.dumps(v) for v in option["enum"]))
+            elif "const" in option:
+                types.append(json.dumps(option["const"]))
+            elif option.get("type") not in (None, "null"):
+                types.append(str(option["type"]))
+        parts.append(f"{name}{'' if name in required else '?'}: {'|'.join(types) or 'any'}")
+    return ", ".join(parts)
 
 
 def parse_tool_calls(text: str) -> ParsedCalls:

@@ -3,8 +3,8 @@
 In: ``SystemMessage`` → the system turn (with the bound tools' specs appended); ``HumanMessage`` text and media
 blocks (``{"type": "image"|"audio"|"video"|"file", "path"|"url"|"base64", "mime_type"}``, legacy ``image_url``
 and ``source_type`` blocks too) → a user turn with attached ``Media``; ``AIMessage`` → an assistant turn with its
-tool calls rendered as ``<tool_call>`` blocks; consecutive ``ToolMessage``s → one user turn of ``<tool_result>``
-blocks (the chat templates have no tool role; dialogs.schema ``tool`` turns render the same way).
+tool calls rendered as ``<tool_call>`` blocks; each ``ToolMessage`` → a user-side turn holding one ``<tool_result>``
+block (the chat templates have no tool role; dialogs/render.py renders ``tool`` turns the same way).
 
 Out: a ``Response`` → an ``AIMessage`` whose content holds text plus one block per generated file (``url`` is a
 ``file://`` URI; ``extras`` has the path and seed), with the tool calls parsed from the text when tools are bound.
@@ -49,17 +49,14 @@ def to_nextgpt_messages(messages: Sequence[BaseMessage], *, modalities: Iterable
     if tool_specs:
         system_parts.append(render_tool_specs(tool_specs) + (f"\n{tool_instruction}" if tool_instruction else ""))
     out: list[Message] = [Message("system", "\n\n".join(p for p in system_parts if p))] if system_parts else []
-    pending_results: list[str] = []
+    tool_names = {c["id"]: c["name"] for m in messages if isinstance(m, AIMessage) for c in m.tool_calls}
     for message in messages:
-        if isinstance(message, ToolMessage):
-            pending_results.append(render_tool_result(message.name or "tool", _text(message.content)))
+        if isinstance(message, ToolMessage):  # one user-side turn per result, as dialogs/render.py writes them
+            name = message.name or tool_names.get(message.tool_call_id) or "tool"
+            out.append(Message("user", render_tool_result(name, _text(message.content))))
+        elif isinstance(message, SystemMessage):
             continue
-        if pending_results:
-            out.append(Message("user", "\n".join(pending_results)))
-            pending_results = []
-        if isinstance(message, SystemMessage):
-            continue
-        if isinstance(message, HumanMessage):
+        elif isinstance(message, HumanMessage):
             text, media = _user_content(message.content, modalities, Path(scratch_dir), max_bytes)
             out.append(Message("user", text, media))
         elif isinstance(message, AIMessage):
@@ -67,8 +64,6 @@ def to_nextgpt_messages(messages: Sequence[BaseMessage], *, modalities: Iterable
         else:
             raise ValueError(f"cannot place a {type(message).__name__} in a NExT-GPT conversation; use System, "
                              "Human, AI or Tool messages")
-    if pending_results:
-        out.append(Message("user", "\n".join(pending_results)))
     return out
 
 
