@@ -1,0 +1,312 @@
+"""The trainer: Accelerate-driven loop over the three NExT-GPT stages (what trains and which losses apply come
+from the ``TrainConfig`` and the data — the loop is the same for every stage).
+
+Per optimizer step: frozen features (cache or live) → ``TrainingModule`` losses → non-finite check (stop with
+the step named, before anything is applied) → backward with accumulation → clipping → optimizer and schedule
+step → logging, eval, atomic checkpoints. The result is a ``save_pretrained`` folder at ``output_dir/final``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, DistributedType, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from nextgpt.dialogs.layout import TokenLayout
+from nextgpt.options import RuntimeOptions
+
+from . import cache as cache_store
+from .checkpoints import latest_checkpoint, read_marker, save_checkpoint
+from .config import TrainConfig
+from .data import Batch, Collator, DialogueDataset, EpochSampler, load_examples
+from .features import FeatureSource
+from .module import TrainingModule
+from .optim import build_optimizer, build_scheduler
+from .trainables import select_trainable
+
+logger = logging.getLogger(__name__)
+
+Callback = Callable[["Trainer", int], None]
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss or gradient norm was NaN/Inf; training stopped before applying that step."""
+
+
+def load_pipeline(config: TrainConfig, device: str) -> Any:
+    """The ``NextGPT`` to train: a preset or a previous stage's folder, with LoRA added when configured."""
+    from nextgpt.model import apply_lora
+    from nextgpt.pipeline import NextGPT
+
+    runtime = RuntimeOptions(device=device)
+    source = config.model
+    if source.checkpoint is not None:
+        pipe = NextGPT.from_pretrained(source.checkpoint, runtime=runtime)
+    else:
+        pipe = NextGPT.from_preset(source.preset, runtime=runtime, **source.preset_args)
+    if config.lora is not None:
+        if pipe.config.lora is None:
+            pipe.model.llm = apply_lora(pipe.model.llm, config.lora)
+            pipe.config.lora = config.lora  # saved with the model: it loads with its adapters
+        elif pipe.config.lora != config.lora:
+            raise ValueError(f"the model already has LoRA {pipe.config.lora.model_dump()} but the training config "
+                             f"asks for {config.lora.model_dump()}; remove 'lora' from the training config to keep "
+                             "training the existing adapters")
+    pipe.model.to(device)
+    return pipe
+
+
+class Trainer:
+    """Runs one ``TrainConfig``.
+
+    Args:
+        config: the training config.
+        callbacks: ``callback(trainer, step)`` after each optimizer step (and its checkpoint); for tests/hooks.
+    """
+
+    def __init__(self, config: TrainConfig, callbacks: Sequence[Callback] = ()) -> None:
+        self.config = config
+        self.callbacks = list(callbacks)
+        self.output_dir = Path(config.output_dir)
+        self.accelerator = Accelerator(
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            mixed_precision=config.mixed_precision,
+            log_with=_trackers(config.log_with),
+            project_dir=str(self.output_dir),
+            # A batch may lack a modality: its output projector then gets no gradient in that step.
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        )
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+
+    # ---- setup ---------------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        config, accelerator = self.config, self.accelerator
+        set_seed(config.seed)
+        self.pipe = load_pipeline(config, str(accelerator.device))
+        model = self.pipe.model
+        if config.gradient_checkpointing:
+            model.llm.gradient_checkpointing_enable()
+            model.llm.enable_input_require_grads()
+        report = select_trainable(model, config.trainable, config.train_token_rows)
+        logger.info("stage %d: %s trainable parameters of %s (%d tensors)", config.stage, f"{report.count:,}",
+                    f"{report.total:,}", len(report.names))
+        self.trainable_count = report.count
+        layout = TokenLayout.from_model(model)
+        train = load_examples(config.data.train, layout, config.data.max_length)
+        evals = load_examples(config.data.eval, layout, config.data.max_length) if config.data.eval else []
+        self.features = FeatureSource(self.pipe, self._open_cache(), accelerator.device)
+        pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+        collate = Collator(pad)
+        self.sampler = EpochSampler(len(train), config.seed, config.data.shuffle)
+        loader = DataLoader(DialogueDataset(train), batch_size=config.data.batch_size, sampler=self.sampler,
+                            collate_fn=collate, num_workers=config.data.num_workers)
+        eval_loader = DataLoader(DialogueDataset(evals), batch_size=config.data.eval_batch_size or
+                                 config.data.batch_size, collate_fn=collate) if evals else None
+        self.module = TrainingModule(model, config.loss.signal_scale)
+        self.optimizer = build_optimizer(self.module, config.optim)
+        self.module, self.optimizer, self.loader = accelerator.prepare(self.module, self.optimizer, loader)
+        self.eval_loader = accelerator.prepare(eval_loader) if eval_loader is not None else None
+        per_epoch = math.ceil(len(self.loader) / config.gradient_accumulation_steps)
+        self.total_steps = config.max_steps or per_epoch * config.epochs
+        # Stepped once per optimizer step by us (not prepared: Accelerate would step it once per process).
+        self.scheduler = build_scheduler(self.optimizer, config.optim, self.total_steps)
+        accelerator.register_for_checkpointing(self.scheduler)
+        logger.info("%d examples, %d optimizer steps, %d process(es)", len(train), self.total_steps,
+                    accelerator.num_processes)
+
+    def _open_cache(self) -> cache_store.FeatureCache | None:
+        folder = self.config.data.cache_dir
+        if folder is None:
+            return None
+        if cache_store.read_manifest(folder) is None:
+            logger.warning("no feature cache in %s: encoding live (build one with 'nextgpt data cache')", folder)
+            return None
+        cache = cache_store.FeatureCache.open(folder, cache_store.fingerprint(self.pipe))
+        logger.info("feature cache %s: %d entries", folder, len(cache))
+        return cache
+
+    # ---- the loop ------------------------------------------------------------------------------------
+    def train(self, resume: str | None = None) -> Path:
+        """Train to ``max_steps`` (or ``epochs``) and write ``output_dir/final`` (a ``save_pretrained`` folder).
+
+        Args:
+            resume: a checkpoint folder, or ``"auto"`` for the latest one in ``output_dir`` (none: start fresh).
+
+        Raises:
+            NonFiniteLossError: a NaN/Inf loss or gradient; no checkpoint of that step is written.
+            nextgpt.training.data.DatasetError: bad records (all of them), before step 0.
+        """
+        self._setup()
+        config, accelerator = self.config, self.accelerator
+        epoch, skip = self._resume(resume)
+        if accelerator.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "train_config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
+        accelerator.init_trackers("nextgpt", config=_flat_scalars(config.model_dump(mode="json")))
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"stage {config.stage}",
+                   disable=not (config.progress_bar and accelerator.is_local_main_process))
+        self.module.train()
+        running: dict[str, float] = {}
+        while self.step < self.total_steps:
+            self.sampler.set_epoch(epoch)
+            loader = accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
+            position = skip
+            for batch in loader:
+                position += 1
+                with accelerator.accumulate(self.module):
+                    losses = self._losses(batch)
+                    total = losses["total"]
+                    self._check_finite(total, "loss", losses)
+                    accelerator.backward(total)
+                    if accelerator.sync_gradients and config.optim.grad_clip is not None:
+                        norm = accelerator.clip_grad_norm_(self.module.parameters(), config.optim.grad_clip)
+                        self._check_finite(norm, "gradient norm", losses)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                for key, value in losses.items():
+                    running[key] = running.get(key, 0.0) + float(value.detach()) / config.gradient_accumulation_steps
+                if not accelerator.sync_gradients:
+                    continue
+                self.scheduler.step()
+                self.step += 1
+                bar.update(1)
+                self._log(running, bar)
+                running = {}
+                if config.eval_every and self.step % config.eval_every == 0 and self.eval_loader is not None:
+                    self.evaluate()
+                if config.save_every and self.step % config.save_every == 0:
+                    save_checkpoint(accelerator, self.output_dir, self.step,
+                                    {"epoch": epoch, "batch_in_epoch": position}, config.keep_checkpoints)
+                for callback in self.callbacks:
+                    callback(self, self.step)
+                if self.step >= self.total_steps:
+                    break
+            else:
+                epoch, skip = epoch + 1, 0
+                continue
+            break
+        bar.close()
+        if self.eval_loader is not None:
+            self.evaluate()
+        final = self._save_final()
+        accelerator.end_training()
+        return final
+
+    def _losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Features for the batch, the module's losses, and the weighted total."""
+        config = self.config
+        device = self.accelerator.device
+        media = self.features.media_embeddings(batch.inputs)
+        targets = self.features.targets(batch.outputs)
+        out = self.module(
+            batch.input_ids.to(device), batch.attention_mask.to(device), batch.labels.to(device),
+            media, [r.modality for r in batch.inputs], batch.signal_rows.to(device),
+            batch.signal_starts.to(device), [r.modality for r in batch.outputs], targets,
+        )
+        out.pop("conditions")
+        total = config.loss.lm_weight * out["lm"]
+        for key, value in out.items():
+            if key.startswith("signal/"):
+                total = total + config.loss.signal_weight * config.loss.signal_scale.get(key[7:], 1.0) * value
+        out["total"] = total
+        return out
+
+    def _check_finite(self, value: torch.Tensor, what: str, losses: dict[str, torch.Tensor]) -> None:
+        flag = torch.tensor([0.0 if torch.isfinite(value).all() else 1.0], device=self.accelerator.device)
+        if float(self.accelerator.reduce(flag, reduction="sum")) > 0:
+            parts = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
+            raise NonFiniteLossError(
+                f"non-finite {what} at step {self.step + 1} ({parts}); training stopped before applying this step "
+                f"and no checkpoint of it was written. Lower optim.lr, enable clipping, use bf16 instead of fp16, "
+                f"or check the data of this step; resume from the last checkpoint in {self.output_dir}/checkpoints")
+
+    def _log(self, running: dict[str, float], bar: Any) -> None:
+        values = {f"train/{k}": v for k, v in running.items()}
+        values["train/lr"] = self.scheduler.get_last_lr()[0]
+        self.history.append({"step": self.step, **values})
+        if self.step % self.config.log_every == 0 or self.step == self.total_steps:
+            self.accelerator.log(values, step=self.step)
+            bar.set_postfix(loss=f"{running.get('total', 0.0):.4f}")
+            logger.info("step %d: %s", self.step, ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean losses over the eval set (all processes), logged as ``eval/*``."""
+        self.module.eval()
+        sums: dict[str, torch.Tensor] = {}
+        count = torch.zeros((), device=self.accelerator.device)
+        for batch in self.eval_loader:
+            for key, value in self._losses(batch).items():
+                sums[key] = sums.get(key, torch.zeros((), device=count.device)) + value.detach().float()
+            count += 1
+        self.module.train()
+        count = self.accelerator.reduce(count, reduction="sum")
+        result = {f"eval/{k}": float(self.accelerator.reduce(v, reduction="sum") / count.clamp(min=1))
+                  for k, v in sums.items()}
+        self.accelerator.log(result, step=self.step)
+        logger.info("eval at step %d: %s", self.step, result)
+        return result
+
+    def _resume(self, resume: str | None) -> tuple[int, int]:
+        """Restore the Accelerate state and the data position; returns ``(epoch, batches to skip)``."""
+        if resume is None:
+            return 0, 0
+        folder = latest_checkpoint(self.output_dir) if resume == "auto" else Path(resume)
+        if folder is None:
+            logger.info("no checkpoint in %s: starting from step 0", self.output_dir)
+            return 0, 0
+        marker = read_marker(folder)  # refuses folders we did not write (pickled state inside)
+        if marker["num_processes"] != self.accelerator.num_processes:
+            raise ValueError(f"{folder} was written by {marker['num_processes']} process(es) but this run has "
+                             f"{self.accelerator.num_processes}; the data position would differ — resume with the "
+                             "same number of processes")
+        self.accelerator.load_state(str(folder))
+        self.step = marker["step"]
+        logger.info("resumed from %s at step %d", folder, self.step)
+        return marker["epoch"], marker["batch_in_epoch"]
+
+    def _save_final(self) -> Path:
+        accelerator = self.accelerator
+        accelerator.wait_for_everyone()
+        unwrapped = accelerator.unwrap_model(self.module)
+        if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+            state = accelerator.get_state_dict(self.module)  # gathered on the main process
+            if accelerator.is_main_process:
+                unwrapped.load_state_dict(state)
+        final = self.output_dir / "final"
+        if accelerator.is_main_process:
+            self.pipe.model = unwrapped.model
+            self.pipe.save_pretrained(final)
+        accelerator.wait_for_everyone()
+        return final
+
+
+def _trackers(log_with: list[str] | str) -> list[str] | None:
+    if log_with != "auto":
+        return list(log_with) or None
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return None
+    return ["tensorboard"]
+
+
+def _flat_scalars(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config → flat ``a/b`` keys with scalar values (what TensorBoard's hparams accept)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat_scalars(value, f"{prefix}{key}/"))
+        elif isinstance(value, (int, float, str, bool)):
+            out[f"{prefix}{key}"] = value
+        elif value is not None:
+            out[f"{prefix}{key}"] = str(value)
+    return out
