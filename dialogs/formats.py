@@ -59,6 +59,8 @@ class ReadContext:
                 self.problem(name, "missing field")
             return None
         value = data[key]
+        if value is None and not required:
+            return None
         if not isinstance(value, kinds) or isinstance(value, bool):
             wanted = " or ".join(k.__name__ for k in (kinds if isinstance(kinds, tuple) else (kinds,)))
             self.problem(name, f"expected {wanted}, got {type(value).__name__}")
@@ -75,6 +77,7 @@ class Loaded:
     turn_fields: list[str]  # the record field of each turn ("conversations[2]")
     text_key: str = "value"  # the key of a turn's text in the record
     item_fields: dict[int, str] = field(default_factory=dict)  # id(MediaRef | OutputRequest) → record field
+    caption_fields: dict[int, str] = field(default_factory=dict)  # id(OutputRequest) → its caption's field
 
     def field_of(self, turn: int, part: str = "text") -> str:
         base = self.turn_fields[turn] if turn < len(self.turn_fields) else f"turns[{turn}]"
@@ -149,13 +152,13 @@ def read_dialogue(data: dict, ctx: ReadContext) -> list[Loaded]:
                 if kind == "inputs":
                     ref = MediaRef(values[0], ctx.resolve(values[1]))
                     turn.inputs.append(ref)
-                    items[id(ref)] = f"{item_where}.path"
+                    items[id(ref)] = item_where
                 else:
                     path = ctx.get(item, "path", str, item_where, required=False)
                     ref = OutputRequest(values[0], values[1], ctx.resolve(path) if path else None,
                                         ctx.get(item, "embedding", str, item_where, required=False))
                     turn.outputs.append(ref)
-                    items[id(ref)] = f"{item_where}.path" if path else f"{item_where}.caption"
+                    items[id(ref)] = item_where
         turns.append(turn)
     if len(ctx.problems) > before:
         return []
@@ -184,7 +187,7 @@ def read_pairs(data: dict, ctx: ReadContext) -> list[Loaded]:
         turns = [Turn("user", caption), Turn("assistant", OUTPUT_MARKER.format(modality=modality), outputs=[item])]
         fields = ["caption", f"{modality}_name"]
     dialogue = Dialogue(turns, id=record_id, source=ctx.source)
-    return [Loaded(dialogue, "pairs", fields, "", {id(item): f"{modality}_name"})]
+    return [Loaded(dialogue, "pairs", fields, "", {id(item): f"{modality}_name"}, {id(item): "caption"})]
 
 
 def read_comprehension(data: dict, ctx: ReadContext) -> list[Loaded]:
@@ -221,6 +224,7 @@ def read_generation(data: dict, ctx: ReadContext) -> list[Loaded]:
     if turns is None:
         return []
     items: dict[int, str] = {}
+    captions_field: dict[int, str] = {}
     for modality in ctx.modalities:
         captions = ctx.get(data, f"{modality}_captions", (str, list), required=False)
         files = ctx.get(data, f"output_{modality}", (str, list), required=False)
@@ -242,9 +246,12 @@ def read_generation(data: dict, ctx: ReadContext) -> list[Loaded]:
             embedding = embeddings[number] if number < len(embeddings) and isinstance(embeddings[number], str) else None
             request = OutputRequest(modality, caption, ctx.resolve(path) if path else None, embedding)
             items[id(request)] = f"output_{modality}" if path else f"{modality}_captions"
+            captions_field[id(request)] = f"{modality}_captions"
             requests.append(request)
         _attach_outputs(turns, modality, requests, ctx)
-    return _loaded(ctx, "generation", turns, str(data.get("id", "")), items)
+    loaded = _loaded(ctx, "generation", turns, str(data.get("id", "")), items)
+    loaded[0].caption_fields = captions_field
+    return loaded
 
 
 def _attach_outputs(turns: list[tuple[Turn, dict, str]], modality: str, requests: list[OutputRequest],
@@ -271,6 +278,7 @@ def read_t2m(data: dict, ctx: ReadContext) -> list[Loaded]:
     if turns is None or name is None:
         return []
     items: dict[int, str] = {}
+    captions: dict[int, str] = {}
     for turn, raw, where in turns:
         if turn.role == "user":
             modality = ctx.get(raw, "input_modality", str, where, required=False)
@@ -291,7 +299,10 @@ def read_t2m(data: dict, ctx: ReadContext) -> list[Loaded]:
         turn.text, _ = _placeholder_to_marker(turn.text, modality)
         turn.outputs.append(request)
         items[id(request)] = "mm_name"
-    return _loaded(ctx, "t2m", turns, str(data.get("id", os.path.splitext(os.path.basename(name))[0])), items)
+        captions[id(request)] = f"{where}.caption"
+    loaded = _loaded(ctx, "t2m", turns, str(data.get("id", os.path.splitext(os.path.basename(name))[0])), items)
+    loaded[0].caption_fields = captions
+    return loaded
 
 
 def read_mosit(data: dict, ctx: ReadContext) -> list[Loaded]:

@@ -81,9 +81,9 @@ def check_loaded(loaded: Loaded, modalities: Sequence[str], output_modalities: S
     for index, turn in enumerate(dialogue.turns):
         text_field = loaded.field_of(index)
         if turn.role not in NEXT_ROLES[previous]:
-            after = f"after a {previous} turn" if previous else "as the first turn"
+            after = f"after {previous!r}" if previous else "first"
             report(loaded.field_of(index, "from" if loaded.text_key == "value" else "role"),
-                   f"a {turn.role} turn cannot come {after}; expected {' or '.join(NEXT_ROLES[previous])}")
+                   f"role {turn.role!r} cannot come {after}; expected {' or '.join(NEXT_ROLES[previous])}")
         previous = turn.role
         for item in turn.inputs:
             where = loaded.item_fields.get(id(item), text_field)
@@ -96,7 +96,7 @@ def check_loaded(loaded: Loaded, modalities: Sequence[str], output_modalities: S
             if item.modality not in outputs_allowed:
                 report(where, f"{item.modality!r} cannot be generated; outputs: {sorted(outputs_allowed)}")
             if not item.caption.strip():
-                report(where, f"empty caption of the {item.modality} output")
+                report(loaded.caption_fields.get(id(item), where), f"empty caption of the {item.modality} output")
             if check_files and item.path and not Path(item.path).is_file():
                 report(where, f"missing media file {item.path}")
         if turn.role in ("user", "tool"):
