@@ -35,11 +35,14 @@ def parameter_table(config: NextGPTConfig, include_decoders: bool = True) -> lis
     rows.append(ComponentCount(f"added token rows ({len(config.added_tokens)} × {hidden}, in+out; stage 2)",
                                2 * len(config.added_tokens) * hidden, 0))
     if include_decoders:
-        from nextgpt.decoders import build_decoder
+        from nextgpt.decoders import build_components, count_parameters
 
         for spec in config.output_modalities:
-            decoder = build_decoder(spec.name, spec.decoder, allow_random_init=True)
-            rows.append(ComponentCount(f"decoder {spec.name} ({spec.decoder.kind})", decoder.count_parameters(), 0))
+            if spec.decoder.architecture is None:
+                continue
+            components = build_components(spec.decoder.architecture, device="meta", tokenizers=False)
+            total = sum(count_parameters(components).values())
+            rows.append(ComponentCount(f"decoder {spec.name} ({spec.decoder.kind})", total, 0))
     return rows
 
 
@@ -59,7 +62,8 @@ def _numel(module: Any) -> int:
 
 
 def _gib(params: int) -> str:
-    return f"{params * 2 / 2**30:.2f} GiB"
+    size = params * 2
+    return f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
 
 
 __all__ = ["ComponentCount", "parameter_table", "format_table"]
