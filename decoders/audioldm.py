@@ -59,13 +59,6 @@ class AudioLDMDecoder(Decoder):
         embeddings = self.pipeline._encode_prompt(captions, self.device, 1, do_classifier_free_guidance=False)
         return embeddings.unsqueeze(1)
 
-    def _empty_prompt_embedding(self) -> torch.Tensor:
-        # AudioLDM pads its negative prompt to projection_dim tokens rather than the tokenizer's length; ask the
-        # pipeline for it (it returns [negative; placeholder]) so the result is bit-identical to prompt= calls
-        placeholder = torch.zeros(1, self.config.condition_dim, device=self.device, dtype=self.dtype)
-        both = self.pipeline._encode_prompt(None, self.device, 1, True, prompt_embeds=placeholder)
-        return both[:1].unsqueeze(1)
-
     def prepare_conditions(self, conditions: torch.Tensor) -> torch.Tensor:
         """``[B, 1, D]`` → unit-length ``[B, D]``."""
         vectors = conditions.squeeze(1).to(device=self.device, dtype=self.dtype)

@@ -130,9 +130,12 @@ class Decoder:
         """The diffusers pipeline, built (or loaded) on first access and then kept."""
         if self._pipeline is None:
             pipeline = self.build_pipeline()
-            if self.device.type != "meta":  # meta components are created in place; there is nothing to move
-                # cast only when needed: diffusers warns about casting with to() even when nothing changes
-                pipeline.to(self.device) if pipeline.dtype == self.dtype else pipeline.to(self.device, self.dtype)
+            # meta components are created in place: nothing to move. Cast only when needed, since diffusers
+            # warns about casting with to() even when nothing changes.
+            if self.device.type != "meta" and pipeline.dtype != self.dtype:
+                pipeline.to(self.device, self.dtype)
+            elif self.device.type != "meta":
+                pipeline.to(self.device)
             self._pipeline = pipeline
         return self._pipeline
 
@@ -182,7 +185,7 @@ class Decoder:
                     f"save one with {self.pipeline_class_name}.save_pretrained()"
                 )
             return str(candidate), True
-        if _HUB_ID.match(raw) and not raw.startswith((".", "~")):
+        if _HUB_ID.match(raw):
             return raw, False
         where = f" (resolved against {self.base_dir})" if self.base_dir and not path.is_absolute() else ""
         raise FileNotFoundError(
@@ -245,16 +248,14 @@ class Decoder:
         raise NotImplementedError
 
     def negative_embedding(self) -> torch.Tensor:
-        """The empty-prompt embedding ``[1, Q, D]`` used for classifier-free guidance (cached)."""
-        if self._negative is None:
-            with torch.no_grad():
-                self._negative = self._empty_prompt_embedding()
-        return self._negative
+        """The empty-prompt embedding ``[1, Q, D]`` the pipeline itself uses for classifier-free guidance (cached).
 
-    def _empty_prompt_embedding(self) -> torch.Tensor:
-        """What the pipeline computes as its negative for an empty prompt; equals ``encode_text([""])`` unless the
-        pipeline pads its negative differently (AudioLDM)."""
-        return self.encode_text([""])
+        AudioLDM pads its empty prompt to ``projection_dim`` tokens instead of the tokenizer's length; the padding
+        is masked, so ``encode_text([""])`` is the same vector (the prompt-equivalence test checks this).
+        """
+        if self._negative is None:
+            self._negative = self.encode_text([""])
+        return self._negative
 
     def prepare_conditions(self, conditions: torch.Tensor) -> torch.Tensor:
         """``[B, Q, D]`` → the ``prompt_embeds`` the pipeline expects (default: unchanged, on device and dtype)."""
@@ -369,7 +370,9 @@ class Decoder:
             generators = [generator] if generator is not None else []
         for g in generators:
             if not isinstance(g, torch.Generator):
-                raise ValueError(f"{self._name}: generator must be a torch.Generator (or a list), got {type(g).__name__}")
+                raise ValueError(
+                    f"{self._name}: generator must be a torch.Generator (or a list of them), got {type(g).__name__}"
+                )
 
     def _callback_arguments(self, callback: StepCallback | None, num_inference_steps: int) -> dict[str, Any]:
         """Adapt ``callback(step, total)`` to the pipeline: ``callback_on_step_end`` where it exists, else the

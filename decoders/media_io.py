@@ -1,7 +1,6 @@
 """Write decoded media to files that browsers play: PNG images, 16-bit PCM WAV audio, H.264/yuv420p MP4 video."""
 from __future__ import annotations
 
-import logging
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -11,8 +10,6 @@ import numpy as np
 
 if TYPE_CHECKING:
     from .base import DecodedMedia
-
-logger = logging.getLogger(__name__)
 
 MIN_VIDEO_SIDE = 64
 """Tiny test videos (e.g. 32×32) are enlarged by an integer nearest-neighbour factor up to this size when written:
@@ -61,7 +58,8 @@ def write_audio(samples: np.ndarray, sample_rate: int, path: str | Path) -> Path
         raise ValueError(f"audio needs a positive sample rate, got {sample_rate!r}")
     path = _prepare_path(path)
     # libsndfile wraps out-of-range floats around when converting to integers: clip first
-    soundfile.write(path, np.clip(samples, -1.0, 1.0).astype(np.float32), int(sample_rate), subtype="PCM_16", format="WAV")
+    clipped = np.clip(samples, -1.0, 1.0).astype(np.float32)
+    soundfile.write(path, clipped, int(sample_rate), subtype="PCM_16", format="WAV")
     return path
 
 

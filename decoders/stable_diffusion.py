@@ -1,4 +1,4 @@
-"""Image decoder: Stable Diffusion (``StableDiffusionPipeline``) conditioned on CLIP text hidden states ``[B, 77, 768]``."""
+"""Image decoder: Stable Diffusion (``StableDiffusionPipeline``) conditioned on CLIP hidden states ``[B, 77, 768]``."""
 from __future__ import annotations
 
 import copy

@@ -16,14 +16,14 @@ from __future__ import annotations
 import functools
 import gzip
 import importlib.util
-import logging
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger(__name__)
+import nextgpt
 
-TOKENIZER_ASSETS = Path(__file__).resolve().parent.parent / "nextgpt" / "assets" / "tokenizers"
-"""Shipped tokenizer folders (``builtin:NAME``). Installed as package data of ``nextgpt``."""
+# package data of ``nextgpt`` (this folder is installed as nextgpt/decoders, so locate it through the package)
+TOKENIZER_ASSETS = Path(nextgpt.__file__).resolve().parent / "assets" / "tokenizers"
+"""Shipped tokenizer folders (``builtin:NAME``)."""
 
 CLIP_BPE_MERGES = 49152 - 256 - 2
 """Merges CLIP uses: its vocabulary is 256 bytes + 256 ``</w>`` bytes + these merges + 2 specials = 49408."""
@@ -96,7 +96,8 @@ def builtin_tokenizer_dir(name: str) -> Path:
     """
     folder = TOKENIZER_ASSETS / name
     if not (folder / "vocab.json").is_file():
-        available = sorted(p.name for p in TOKENIZER_ASSETS.iterdir() if p.is_dir()) if TOKENIZER_ASSETS.is_dir() else []
+        shipped = TOKENIZER_ASSETS.iterdir() if TOKENIZER_ASSETS.is_dir() else []
+        available = sorted(p.name for p in shipped if p.is_dir())
         raise FileNotFoundError(f"no shipped tokenizer 'builtin:{name}' in {TOKENIZER_ASSETS}; available: {available}")
     return folder
 
