@@ -196,3 +196,43 @@ def test_collate_pads_and_moves_spans(layout, side):
     padded = batch.labels[1][batch.attention_mask[1] == 0]
     assert torch.all(padded == IGNORE_INDEX)
     assert batch.media_items() == [MediaRef("image", "cat.jpg")]
+
+
+def test_layout_from_model_equals_from_config(config, layout):
+    class FakeModel:  # the NextGPTModel attributes TokenLayout.from_model reads
+        tokenizer = layout.tokenizer
+        media_token_id = layout.media_token_id
+        signal_token_ids = {name: list(ids) for name, ids in layout.signal_token_ids.items()}
+
+        def __init__(self):
+            self.config = config
+
+        def placeholder_expansion(self, modality):
+            spec = config.modality(modality)
+            return spec.wrap[0] + config.media_token * self.tokens_per_item(modality) + spec.wrap[1]
+
+        def tokens_per_item(self, modality):
+            return 1
+
+    assert TokenLayout.from_model(FakeModel()) == layout
+
+
+def test_loaded_legacy_files_encode_end_to_end(tmp_path, layout):
+    import json
+
+    from nextgpt.dialogs.loaders import load_dialogues
+    from nextgpt.dialogs.validate import validate
+
+    t2m = tmp_path / "t2m.json"
+    t2m.write_text(json.dumps([{"mm_name": "sun.jpg", "conversation": [
+        {"from": "human", "value": "Show me a sunset", "input_modality": "text"},
+        {"from": "gpt", "value": "Here it is.", "caption": "a sunset", "output_modality": "image"}]}]))
+    (dialogue,) = load_dialogues([t2m])
+    example = encode_dialogue(dialogue, layout)
+    assert example.text == f"### Human: Show me a sunset\n### Assistant: Here it is. {IMG}\n###"
+    assert [o.caption for o in example.outputs] == ["a sunset"] and example.source == f"{t2m}:1"
+    too_long = validate([t2m], check_files=False, layout=layout, max_length=10)
+    assert [str(p) for p in too_long] == [f"{t2m}:1:turns: {len(example)} tokens up to the first assistant turn > "
+                                          "max_length=10; the example is dropped (media runs and signal sequences "
+                                          "are never cut)"]
+    assert validate([t2m], check_files=False, layout=layout, max_length=512) == []
