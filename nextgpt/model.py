@@ -72,10 +72,13 @@ class NextGPTModel(nn.Module):
         """
         options = options or RuntimeOptions()
         torch.manual_seed(config.seed)
-        if meta and config.llm.architecture is not None:
-            tokenizer = MetaTokenizer(config.llm.architecture["vocab_size"])
-        else:
+        try:
             tokenizer = load_tokenizer(config.llm, base_dir)
+        except (ValueError, OSError):
+            if not (meta and config.llm.architecture is not None):
+                raise
+            # Shapes only: a preset whose tokenizer is not on this machine (e.g. nextgpt-7b before download).
+            tokenizer = MetaTokenizer(config.llm.architecture["vocab_size"])
         llm = build_llm(config.llm, base_dir=base_dir, allow_random_init=config.allow_random_init, options=options,
                         meta=meta)
         add_tokens(tokenizer, llm, config.added_tokens)
