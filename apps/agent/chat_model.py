@@ -150,7 +150,11 @@ class NextGPTChatModel(BaseChatModel):
 
 
 class _CallSplitter:
-    """Streams text up to the first ``<tool_call>``; holds back a tail that might be the start of one."""
+    """Streams text up to the first ``<tool_call>``, trimmed like ``parse_tool_calls`` trims the whole text.
+
+    Holds back a tail that might be the start of a call and trailing whitespace (emitted once more text follows),
+    so the streamed text equals the parsed text of the finished answer.
+    """
 
     def __init__(self) -> None:
         self.buffer = ""
@@ -171,6 +175,9 @@ class _CallSplitter:
                 if CALL_OPEN.startswith(self.buffer[-keep:]):
                     safe_end = len(self.buffer) - keep
                     break
+        safe_end = len(self.buffer[:safe_end].rstrip())
+        if self.sent == 0:  # leading whitespace is never sent
+            self.sent = len(self.buffer[:safe_end]) - len(self.buffer[:safe_end].lstrip())
         out = self.buffer[self.sent:safe_end]
         self.sent = max(self.sent, safe_end)
         return out
