@@ -9,7 +9,8 @@ Formats (keys that identify them in parentheses; see docs/data.md):
 - ``pairs``: X-caption pairs (``caption`` + ``image_name``/``video_name``/``audio_name``): CC3M, WebVid,
   AudioCaps. ``task="comprehension"`` (stage 1): user = media + caption prompt, assistant = caption;
   ``task="generation"`` (stage 2): user = the caption as the request, assistant = ``<output:X>`` with the caption.
-- ``comprehension``: ``input_X`` + ``conversations`` [{from, value}] with ``<X>`` placeholders in human turns.
+- ``comprehension``: ``input_X`` (or LLaVA's ``X``) + ``conversations`` [{from, value}] with ``<X>`` placeholders
+  in human turns; without ``input_X`` it is text-only instruction data.
 - ``generation``: ``output_X`` / ``X_captions`` / ``X_caption_embeddings`` + ``conversations``; ``<X>`` in a gpt
   turn marks where the output goes (a gpt turn may instead carry ``caption`` + ``output_modality``).
 - ``t2m``: legacy T2M, ``conversation`` [{from, value, input_modality} | {from, value, caption, output_modality}]
@@ -197,12 +198,13 @@ def read_comprehension(data: dict, ctx: ReadContext) -> list[Loaded]:
         return []
     items: dict[int, str] = {}
     for modality in ctx.modalities:
-        paths = ctx.get(data, f"input_{modality}", (str, list), required=False)
+        key = f"input_{modality}" if f"input_{modality}" in data else modality  # LLaVA files say "image"
+        paths = ctx.get(data, key, (str, list), required=False)
         if paths is None:
             continue
         queue = []
         for number, path in enumerate(_as_list(paths)):
-            where = f"input_{modality}" + (f"[{number}]" if isinstance(paths, list) else "")
+            where = key + (f"[{number}]" if isinstance(paths, list) else "")
             if not isinstance(path, str):
                 ctx.problem(where, f"expected a path string, got {type(path).__name__}")
                 continue
@@ -211,6 +213,8 @@ def read_comprehension(data: dict, ctx: ReadContext) -> list[Loaded]:
             queue.append(ref)
         users = [t for t, _, _ in turns if t.role == "user"]
         holders = [t for t in users if f"<{modality}>" in t.text] or users[:1]
+        if not holders and queue:
+            ctx.problem(key, "no human turn to attach the input to")
         for turn in holders:
             take = max(turn.text.count(f"<{modality}>"), 1) if turn is not holders[-1] else len(queue)
             turn.inputs.extend(queue[:take])
@@ -327,11 +331,12 @@ def read_mosit(data: dict, ctx: ReadContext) -> list[Loaded]:
         def replace(match: re.Match) -> str:
             modality, text = match.group(1).lower(), (match.group(2) or "").strip()
             pool = entries[modality]
-            chosen = next((e for e in pool if text and e[0].get("caption", "").strip() == text), pool[0] if pool else None)
+            chosen = next((e for e in pool if text and str(e[0].get("caption", "")).strip() == text),
+                          pool[0] if pool else None)
             if chosen is not None:
                 pool.remove(chosen)
             entry, entry_where = chosen if chosen else ({}, "")
-            caption = entry.get("caption") or text
+            caption = str(entry.get("caption") or text)
             path = ctx.resolve(entry[f"{modality}_name"]) if entry else None
             if turn.role == "assistant":
                 request = OutputRequest(modality, caption, path)
@@ -376,7 +381,7 @@ def detect_format(data: Any, modalities: tuple[str, ...]) -> str | None:
         if any(f"{m}_list" in keys for m in modalities):
             return "mosit"
     if "conversations" in keys:
-        if any(f"input_{m}" in keys for m in modalities):
+        if any(k in keys for m in modalities for k in (f"input_{m}", m)):
             return "comprehension"
         if any(k in keys for m in modalities for k in (f"output_{m}", f"{m}_captions")):
             return "generation"

@@ -5,7 +5,6 @@ reported as ``Problem``s (``file:line:field: problem``) instead of raised, so a 
 """
 from __future__ import annotations
 
-import bisect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,10 +63,14 @@ def _lines(text: str, name: str) -> Iterator[Record | Problem]:
 
 
 def _array(text: str, start: int, name: str) -> Iterator[Record | Problem]:
-    newlines = [i for i, c in enumerate(text) if c == "\n"]
+    counted = {"index": 0, "line": 1}  # records come in order: count newlines incrementally
 
     def line_of(index: int) -> int:
-        return bisect.bisect_left(newlines, index) + 1
+        if index < counted["index"]:
+            return text.count("\n", 0, index) + 1
+        counted["line"] += text.count("\n", counted["index"], index)
+        counted["index"] = index
+        return counted["line"]
 
     decoder = json.JSONDecoder()
     index = _skip(text, start + 1)

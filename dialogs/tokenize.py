@@ -137,10 +137,13 @@ def encode_dialogues(dialogues: Iterable[Dialogue], layout: TokenLayout,
 
 
 def _encode(rendered: RenderedTurns, layout: TokenLayout, template: Any) -> EncodedExample:
-    if isinstance(template, ChatTemplate):
-        segments = template.segments(rendered.turns, add_generation_prompt=False, tokenizer=layout.tokenizer)
-    else:
-        segments = template.segments(rendered.turns, add_generation_prompt=False)
+    try:
+        if isinstance(template, ChatTemplate):
+            segments = template.segments(rendered.turns, add_generation_prompt=False, tokenizer=layout.tokenizer)
+        else:
+            segments = template.segments(rendered.turns, add_generation_prompt=False)
+    except ValueError as error:  # a system turn that is not first, ...
+        raise DialogueError("turns", str(error)) from None
     text = "".join(s.text for s in segments)
     ranges, position, previous = [], 0, ""
     for segment in segments:

@@ -18,6 +18,8 @@ from .records import Problem
 from .render import MARKER_RE, DialogueError
 from .tokenize import DialogueTooLong, encode_dialogue
 
+# signal tokens of the presets and the legacy code ([IMG0], [VID3], [AUD7]) and of ModalitySpec defaults ([IMAGE0])
+SIGNAL_LIKE = re.compile(r"\[(?:IMG|VID|AUD|IMAGE|VIDEO|AUDIO)\d+\]")
 NEXT_ROLES = {  # role → roles that may follow it
     None: ("system", "user"),
     "system": ("user",),
@@ -140,7 +142,7 @@ def _assistant_problems(source: str, where: str, turn, modalities: Sequence[str]
                                                    f"produces media with <output:{modality}>"))
     if not turn.text.strip() and not turn.outputs:
         problems.append(Problem(source, where, "empty answer"))
-    if re.search(r"\[[A-Z]+\d+\]", turn.text):
+    if SIGNAL_LIKE.search(turn.text):
         problems.append(Problem(source, where, "raw signal tokens like [IMG0] in the text; write "
                                                "<output:MODALITY> instead"))
     return problems

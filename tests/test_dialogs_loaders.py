@@ -221,3 +221,25 @@ def test_iter_loaded_keeps_field_names(tmp_path):
     (loaded,) = list(iter_loaded([data]))
     item = loaded.dialogue.turns[0].inputs[0]
     assert loaded.format == "pairs" and loaded.item_fields[id(item)] == "audio_name"
+
+
+def test_llava_style_image_key_and_text_only_instructions(tmp_path):
+    data = write_json(tmp_path / "llava.json", [
+        {"id": "l1", "image": "coco/1.jpg", "conversations": [{"from": "human", "value": "What is this?\n<image>"},
+                                                              {"from": "gpt", "value": "A bus."}]},
+        {"id": "l2", "conversations": [{"from": "human", "value": "Say hi"}, {"from": "gpt", "value": "hi"}]}])
+    first, second = load_dialogues([data])
+    assert first.turns[0].inputs == [MediaRef("image", str(tmp_path / "coco/1.jpg"))]
+    assert second.turns[0].inputs == [] and second.id == "l2"
+
+
+def test_mosit_problems_name_the_list_entries(tmp_path):
+    media(tmp_path, "a.jpg", "b.jpg")
+    data = write_json(tmp_path / "mosit.json", [{
+        "image_list": [{"image_name": "a.jpg", "data_source": "x", "caption": "a"},
+                       {"image_name": "b.jpg", "data_source": "x", "caption": "b"}],
+        "conversation": [{"from": "human", "value": "look <image> and <Video>a clip</Video>"},
+                         {"from": "gpt", "value": "nice"}]}])
+    problems = [str(p) for p in validate([data])]
+    assert problems == [f"{data}:2:conversation[0].value: '<Video>a clip</Video>' has no video_list entry left",
+                        f"{data}:2:image_list[1]: not referenced by any <Image> tag in the conversation"]

@@ -236,3 +236,9 @@ def test_loaded_legacy_files_encode_end_to_end(tmp_path, layout):
                                           "max_length=10; the example is dropped (media runs and signal sequences "
                                           "are never cut)"]
     assert validate([t2m], check_files=False, layout=layout, max_length=512) == []
+
+
+def test_a_late_system_turn_is_a_dialogue_error(layout):
+    dialogue = Dialogue([Turn("user", "x"), Turn("system", "late"), Turn("assistant", "y")])
+    with pytest.raises(DialogueError, match="turns: turn 2: a system turn may only come first"):
+        encode_dialogue(dialogue, layout)
