@@ -61,6 +61,9 @@ def collate(examples: Sequence[EncodedExample], pad_id: int,
     """
     if not examples:
         raise ValueError("collate needs at least one example")
+    if pad_id is None:
+        raise ValueError("pad_id is None: the tokenizer has no pad token; pass tokenizer.pad_token_id after "
+                         "setting one (nextgpt.llm.load_tokenizer uses EOS)")
     if padding_side not in ("right", "left"):
         raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
     length = max(len(e.input_ids) for e in examples)

@@ -7,6 +7,7 @@ build it with ``TokenLayout.from_config(config, tokenizer)`` and need no LLM wei
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 
@@ -55,20 +56,35 @@ class TokenLayout:
         )
 
     @classmethod
-    def from_config(cls, config: Any, tokenizer: Any, tokens_per_item: int | Mapping[str, int] = 1,
+    def for_config(cls, config: Any, base_dir: str | Path | None = None) -> "TokenLayout":
+        """Load the config's tokenizer (offline), add the model's tokens to it, and build the layout — everything
+        tokenisation needs, without building the LLM (for ``nextgpt data validate --preset/--model``)."""
+        from nextgpt.llm import load_tokenizer
+
+        tokenizer = load_tokenizer(config.llm, base_dir)
+        tokenizer.add_tokens(list(config.added_tokens), special_tokens=True)
+        return cls.from_config(config, tokenizer)
+
+    @classmethod
+    def from_config(cls, config: Any, tokenizer: Any, tokens_per_item: int | Mapping[str, int] | None = None,
                     template: str | None = None) -> "TokenLayout":
         """Build from a ``NextGPTConfig`` and a tokenizer that already holds ``config.added_tokens``.
 
         Args:
-            tokens_per_item: media tokens per input item (the input projector's ``num_tokens``; 1 for ``linear``).
+            tokens_per_item: media tokens per input item; None reads the input projectors' ``num_tokens``
+                param (default 1, as the ``linear`` and ``mlp`` projectors).
 
         Raises:
             ValueError: when an added token is not a single token of the tokenizer (add them first with
                 ``nextgpt.model.add_tokens``).
         """
         inputs = config.input_modalities
-        counts = {spec.name: tokens_per_item if isinstance(tokens_per_item, int) else tokens_per_item[spec.name]
-                  for spec in inputs}
+        if tokens_per_item is None:
+            counts = {spec.name: _projector_tokens(config, spec) for spec in inputs}
+        elif isinstance(tokens_per_item, int):
+            counts = {spec.name: tokens_per_item for spec in inputs}
+        else:
+            counts = {spec.name: tokens_per_item[spec.name] for spec in inputs}
         ids = dict(zip(config.added_tokens, tokenizer.convert_tokens_to_ids(config.added_tokens)))
         unknown = [token for token, token_id in ids.items() if token_id is None or token_id == tokenizer.unk_token_id]
         if unknown:
@@ -101,3 +117,9 @@ class TokenLayout:
     def forbidden_strings(self) -> list[str]:
         """Token strings that data text may not contain (they would forge media or signal positions)."""
         return [self.media_token, *self.reserved_tokens, *(t for toks in self.signal_tokens.values() for t in toks)]
+
+
+def _projector_tokens(config: Any, spec: Any) -> int:
+    """T of a modality's input projector, from its config (the shared projector is the first input's)."""
+    source = config.input_modalities[0] if config.shared_input_projector else spec
+    return int(source.input_projector.params.get("num_tokens", 1))

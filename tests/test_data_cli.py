@@ -81,3 +81,13 @@ def test_other_modules_can_register_data_actions(capsys, monkeypatch):
     assert capsys.readouterr().out.strip() == "a.json b.json"
     with pytest.raises(ValueError, match="registered twice"):
         data_commands.data_action("echo", "again")(_echo)
+
+
+def test_validate_with_a_preset_checks_tokenisation(dataset, capsys):
+    good, _ = dataset
+    assert main(["data", "validate", str(good), "--preset", "tiny", "--max-length", "4"]) == 1
+    out = capsys.readouterr().out
+    assert f"{good}:2:turns: " in out and "> max_length=4" in out
+    assert main(["data", "validate", str(good), "--preset", "tiny", "--max-length", "512"]) == 0
+    assert main(["data", "validate", str(good), "--max-length", "512"]) == 2  # needs a tokenizer
+    assert "--max-length needs --preset or --model" in capsys.readouterr().err

@@ -242,3 +242,12 @@ def test_a_late_system_turn_is_a_dialogue_error(layout):
     dialogue = Dialogue([Turn("user", "x"), Turn("system", "late"), Turn("assistant", "y")])
     with pytest.raises(DialogueError, match="turns: turn 2: a system turn may only come first"):
         encode_dialogue(dialogue, layout)
+
+
+def test_layout_for_config_loads_only_the_tokenizer(config, layout):
+    from dataclasses import replace
+
+    loaded = TokenLayout.for_config(config)
+    assert replace(loaded, tokenizer=None) == replace(layout, tokenizer=None)
+    with pytest.raises(ValueError, match="pad_id is None"):
+        collate([encode_dialogue(generation(), layout)], pad_id=None)

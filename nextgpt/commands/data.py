@@ -75,12 +75,20 @@ def _data(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int
 def _validate(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     add_data_options(parser)
     parser.add_argument("--no-file-check", action="store_true", help="do not check that media files exist")
+    model = parser.add_argument_group("tokenisation check (optional; loads only the tokenizer)")
+    model.add_argument("--preset", default=None, help="also tokenise every dialogue for this preset")
+    model.add_argument("--model", default=None, help="also tokenise for this checkpoint folder")
+    model.add_argument("--max-length", type=int, default=None, help="report dialogues whose first exchange is longer")
 
     def run(args: argparse.Namespace) -> int:
         from nextgpt.dialogs.validate import validate
 
-        problems = validate(args.files, args.root, _modalities(args), format=args.format, task=args.task,
-                            check_files=not args.no_file_check)
+        layout = _layout(args)
+        modalities = _modalities(args) if layout is None or args.modality else tuple(
+            dict.fromkeys([*layout.input_modalities, *layout.output_modalities]))
+        problems = validate(args.files, args.root, modalities, format=args.format, task=args.task,
+                            check_files=not args.no_file_check, layout=layout, max_length=args.max_length,
+                            output_modalities=layout.output_modalities if layout else None)
         for problem in problems:
             print(problem)
         if problems:
@@ -90,6 +98,22 @@ def _validate(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
         return 0
 
     return run
+
+
+def _layout(args: argparse.Namespace):
+    if args.preset and args.model:
+        raise ValueError("give either --preset or --model, not both")
+    if args.max_length is not None and not (args.preset or args.model):
+        raise ValueError("--max-length needs --preset or --model (the tokenizer decides the length)")
+    if not (args.preset or args.model):
+        return None
+    from nextgpt.config import NextGPTConfig
+    from nextgpt.dialogs.layout import TokenLayout
+    from nextgpt.presets import get_preset
+
+    if args.model:
+        return TokenLayout.for_config(NextGPTConfig.load(args.model), base_dir=args.model)
+    return TokenLayout.for_config(get_preset(args.preset))
 
 
 @data_action("stats", "count dialogues per format, modality and turns; caption lengths; problems")
