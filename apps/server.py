@@ -103,6 +103,8 @@ def create_app(runner: Runner, *, output_dir: str | Path, limits: ServeLimits = 
     @app.get("/v1/files/{file_id}/content")
     async def file_content(file_id: str) -> FileResponse:
         record = _known(files, file_id)
+        if record.purpose != "output":
+            raise HTTPException(404, "only generated files can be downloaded")
         return FileResponse(record.path, media_type=record.mime_type, filename=record.filename)
 
     @app.post("/v1/chat/completions")
@@ -137,11 +139,22 @@ def create_app(runner: Runner, *, output_dir: str | Path, limits: ServeLimits = 
             return fail(error)
         include_usage = bool((body.stream_options or {}).get("include_usage"))
         sse = _sse(first, events, request, cancel, folder, cid, model, files, as_file, include_usage)
-        return StreamingResponse(sse, media_type="text/event-stream", headers={"cache-control": "no-cache"})
+        return _ClosingStreamingResponse(sse, media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
     app.state.runner = runner
     app.state.files = files
     return app
+
+
+class _ClosingStreamingResponse(StreamingResponse):
+    """Closes its body iterator however the response ends: starlette leaves it suspended when a write fails
+    because the client left, and then the generation would run on to the end."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()
 
 
 def _known(files: FileStore, file_id: str) -> Any:

@@ -212,7 +212,6 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add in PARSER_BUILDERS:
         add(subparsers)
-    PARSER_BUILDERS.clear()
     return parser
 
 
