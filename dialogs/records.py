@@ -47,8 +47,14 @@ def read_records(path: str | Path) -> Iterator[Record | Problem]:
     start = len(text) - len(text.lstrip())
     if text[start:start + 1] == "[":
         yield from _array(text, start, name)
-    else:
-        yield from _lines(text, name)
+        return
+    if Path(path).suffix == ".json":  # a single pretty-printed object is one record
+        try:
+            yield Record(json.loads(text), f"{name}:{text.count(chr(10), 0, start) + 1}")
+            return
+        except json.JSONDecodeError:
+            pass  # read it as JSON lines, which reports the broken line
+    yield from _lines(text, name)
 
 
 def _lines(text: str, name: str) -> Iterator[Record | Problem]:

@@ -243,3 +243,9 @@ def test_mosit_problems_name_the_list_entries(tmp_path):
     problems = [str(p) for p in validate([data])]
     assert problems == [f"{data}:2:conversation[0].value: '<Video>a clip</Video>' has no video_list entry left",
                         f"{data}:2:image_list[1]: not referenced by any <Image> tag in the conversation"]
+
+
+def test_a_json_file_may_hold_one_object(tmp_path):
+    data = tmp_path / "one.json"
+    data.write_text('\n{\n  "caption": "a", "id": "1",\n  "image_name": "1.jpg"\n}\n')
+    assert [d.source for d in load_dialogues([data])] == [f"{data}:2"]
