@@ -205,10 +205,12 @@ class Decoder:
             ) from error
 
     def to(self, device: str | torch.device) -> "Decoder":
+        """Move the pipeline (if built) and the cached negative embedding to ``device``; returns ``self``."""
         self.device = torch.device(device)
         if self._pipeline is not None:
             self._pipeline.to(self.device)
-            self._negative = None
+        if self._negative is not None:
+            self._negative = self._negative.to(self.device)
         return self
 
     def unload(self) -> None:

@@ -221,6 +221,9 @@ def test_pipeline_is_built_once_and_kept(kind, monkeypatch):
     decoder.generate(conditions, generator=generator(0), progress=False)
     decoder.generate(conditions, generator=generator(1), progress=False)
     assert builds == [1] and decoder.pipeline is pipeline
+    negative = decoder.negative_embedding()
+    assert decoder.to("cpu") is decoder and decoder.pipeline is pipeline
+    assert torch.equal(decoder.negative_embedding(), negative) and builds == [1]
     decoder.unload()
     assert not decoder.loaded
 
