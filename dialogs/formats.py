@@ -116,9 +116,9 @@ def _conversation(data: dict, key: str, ctx: ReadContext) -> list[tuple[Turn, di
 
 
 def _loaded(ctx: ReadContext, fmt: str, turns: list[tuple[Turn, dict, str]], record_id: str,
-            items: dict[int, str]) -> list[Loaded]:
+            items: dict[int, str], captions: dict[int, str] | None = None) -> list[Loaded]:
     dialogue = Dialogue([t for t, _, _ in turns], id=record_id, source=ctx.source)
-    return [Loaded(dialogue, fmt, [w for _, _, w in turns], "value", items)]
+    return [Loaded(dialogue, fmt, [w for _, _, w in turns], "value", items, captions or {})]
 
 
 def _placeholder_to_marker(text: str, modality: str) -> tuple[str, int]:
@@ -253,9 +253,7 @@ def read_generation(data: dict, ctx: ReadContext) -> list[Loaded]:
             captions_field[id(request)] = f"{modality}_captions"
             requests.append(request)
         _attach_outputs(turns, modality, requests, ctx)
-    loaded = _loaded(ctx, "generation", turns, str(data.get("id", "")), items)
-    loaded[0].caption_fields = captions_field
-    return loaded
+    return _loaded(ctx, "generation", turns, str(data.get("id", "")), items, captions_field)
 
 
 def _attach_outputs(turns: list[tuple[Turn, dict, str]], modality: str, requests: list[OutputRequest],
@@ -304,9 +302,8 @@ def read_t2m(data: dict, ctx: ReadContext) -> list[Loaded]:
         turn.outputs.append(request)
         items[id(request)] = "mm_name"
         captions[id(request)] = f"{where}.caption"
-    loaded = _loaded(ctx, "t2m", turns, str(data.get("id", os.path.splitext(os.path.basename(name))[0])), items)
-    loaded[0].caption_fields = captions
-    return loaded
+    record_id = str(data.get("id", os.path.splitext(os.path.basename(name))[0]))
+    return _loaded(ctx, "t2m", turns, record_id, items, captions)
 
 
 def read_mosit(data: dict, ctx: ReadContext) -> list[Loaded]:

@@ -7,6 +7,7 @@ from nextgpt.dialogs.collate import collate
 from nextgpt.dialogs.layout import TokenLayout
 from nextgpt.dialogs.render import DialogueError
 from nextgpt.dialogs.schema import Dialogue, MediaRef, OutputRequest, Turn
+from nextgpt.dialogs.templates import VICUNA_SYSTEM
 from nextgpt.dialogs.tool_calls import render_tool_result
 from nextgpt.dialogs.tokenize import IGNORE_INDEX, DialogueTooLong, encode_dialogue, encode_dialogues
 from nextgpt.llm import load_tokenizer
@@ -73,7 +74,7 @@ def test_vicuna_v0_comprehension_golden(layout):
 
 def test_vicuna_v1_comprehension_golden(layout):
     example = encode_dialogue(comprehension(), layout, "vicuna_v1")
-    assert example.text.endswith(" USER: <Img><media></Img>\nWhat is it? ASSISTANT: a cat on a mat</s>")
+    assert example.text == f"{VICUNA_SYSTEM} USER: <Img><media></Img>\nWhat is it? ASSISTANT: a cat on a mat</s>"
     assert labelled(example, layout) == " a cat on a mat</s>"
     assert example.input_ids[-1] == layout.tokenizer.eos_token_id and example.labels[-1] != IGNORE_INDEX
 
