@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from langchain.agents import create_agent
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import HumanMessage, RemoveMessage
 from langchain_core.tools import BaseTool
 from langgraph.errors import GraphRecursionError
 
@@ -110,11 +110,15 @@ class NextGPTAgent:
         # The step limit is enforced by RunLimits; the recursion limit is only a backstop for graph loops.
         config = {"recursion_limit": 10 * self.limits.max_steps + 20}
         tool_names: dict[str, str] = {}
+        shown: set[str] = set()  # the model node may re-send the history (it patches dangling tool calls)
         try:
             for update in self.graph.stream({"messages": [HumanMessage(text)]}, config, stream_mode="updates"):
                 for node_update in update.values():
                     messages = node_update.get("messages", []) if isinstance(node_update, dict) else []
-                    yield from steps_from_messages(messages, tool_names)
+                    fresh = [m for m in messages if m.id not in shown and not isinstance(m, RemoveMessage)
+                             and not (isinstance(m, HumanMessage) and m.text == text)]
+                    shown.update(m.id for m in fresh if m.id)
+                    yield from steps_from_messages(fresh, tool_names)
         except GraphRecursionError:
             yield AgentStep("stopped", f"Stopped: the run exceeded {config['recursion_limit']} graph steps.")
 

@@ -109,10 +109,8 @@ class RunLimits(AgentMiddleware):
         if time.monotonic() > state.get("run_deadline", float("inf")):
             return _stop(f"Stopped: the wall-clock limit of {self.timeout_s:g} s was reached before a final answer. "
                          "Raise timeout_s (--timeout) or ask for less.")
-        return None
-
-    def after_model(self, state: RunLimitsState, runtime: Any) -> dict[str, Any]:
-        return {"run_steps": state.get("run_steps", 0) + 1}
+        # Counted here, not after the model: other middleware may jump back to the model and skip after-hooks.
+        return {"run_steps": steps + 1}
 
     def wrap_tool_call(self, request: Any, handler: Callable) -> Any:
         deadline = request.state.get("run_deadline") if isinstance(request.state, dict) else None
