@@ -241,9 +241,8 @@ class Decoder:
         pipeline = self.pipeline
         if pipeline.tokenizer is None or pipeline.text_encoder is None:
             raise ValueError(f"{self._name}: this pipeline has no tokenizer/text encoder, so it cannot encode text")
-        with torch.no_grad():
-            embeddings = self._encode_prompts(captions)
-        return embeddings
+        with torch.no_grad():  # not inference_mode: the result is used as a training target
+            return self._encode_prompts(captions)
 
     def _encode_prompts(self, captions: list[str]) -> torch.Tensor:
         """Subclass hook: run the pipeline's prompt encoding on ``captions`` → ``[B, Q, D]``."""
