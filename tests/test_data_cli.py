@@ -91,3 +91,15 @@ def test_validate_with_a_preset_checks_tokenisation(dataset, capsys):
     assert main(["data", "validate", str(good), "--preset", "tiny", "--max-length", "512"]) == 0
     assert main(["data", "validate", str(good), "--max-length", "512"]) == 2  # needs a tokenizer
     assert "--max-length needs --preset or --model" in capsys.readouterr().err
+
+
+def test_convert_writes_our_schema_or_nothing(dataset, capsys, tmp_path):
+    from nextgpt.dialogs.loaders import load_dialogues
+
+    good, bad = dataset
+    out = tmp_path / "out" / "dialogues.jsonl"
+    assert main(["data", "convert", str(good), "--task", "generation", "--out", str(out)]) == 0
+    (dialogue,) = load_dialogues([out])
+    assert dialogue.turns[1].outputs[0].path == str(tmp_path / "1.jpg") and dialogue.source == f"{out}:1"
+    assert main(["data", "convert", str(bad), "--out", str(tmp_path / "no.jsonl")]) == 1
+    assert "nothing written" in capsys.readouterr().out and not (tmp_path / "no.jsonl").exists()

@@ -1,4 +1,4 @@
-"""``nextgpt data ACTION``: dataset tools. ``validate`` and ``stats`` live here; other modules add actions.
+"""``nextgpt data ACTION``: dataset tools (validate, stats, convert here); other modules add actions.
 
 To add an action from another module (e.g. ``nextgpt/commands/data_cache.py``)::
 
@@ -58,7 +58,7 @@ def _modalities(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(args.modality) if args.modality else DEFAULT_MODALITIES
 
 
-@command("data", "dataset tools: validate, stats (and actions other modules register)")
+@command("data", "dataset tools: validate, stats, convert (and actions other modules register)")
 def _data(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     actions = parser.add_subparsers(dest="data_action", required=True, metavar="ACTION")
     runners = {}
@@ -152,6 +152,41 @@ def _stats(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], in
         print(f"problems: {len(problems)}")
         for problem in problems:
             print(f"  {problem}")
+        return 0
+
+    return run
+
+
+@data_action("convert", "read any supported format and write our dialogue schema as JSONL (media paths resolved)")
+def _convert(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    add_data_options(parser)
+    parser.add_argument("--out", required=True, help="the .jsonl file to write")
+
+    def run(args: argparse.Namespace) -> int:
+        import json
+        import os
+        import tempfile
+        from pathlib import Path
+
+        from nextgpt.dialogs.loaders import iter_loaded
+        from nextgpt.dialogs.records import Problem
+
+        dialogues, problems = [], []
+        for item in iter_loaded(args.files, args.root, args.format, args.task, _modalities(args)):
+            (problems if isinstance(item, Problem) else dialogues).append(item)
+        if problems:
+            for problem in problems:
+                print(problem)
+            print(f"{len(problems)} problem(s); nothing written")
+            return 1
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:  # written whole, then renamed
+            for loaded in dialogues:
+                stream.write(json.dumps(loaded.dialogue.to_dict(), ensure_ascii=False) + "\n")
+        os.replace(temporary, out)
+        print(f"wrote {len(dialogues)} dialogue(s) to {out}")
         return 0
 
     return run
