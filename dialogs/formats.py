@@ -17,6 +17,7 @@ Formats (keys that identify them in parentheses; see docs/data.md):
   + ``mm_name`` (the output file; the legacy code appends the signal tokens to the gpt value).
 - ``mosit``: MosIT raw, ``X_list`` [{X_name, data_source, caption}] + ``conversation``; media appear in the text
   as ``<Image>caption</Image>`` (or bare ``<image>``) — human side: inputs, gpt side: outputs.
+- ``alpaca``: ``instruction`` (+ ``input``) + ``output``, text-only instruction data.
 """
 from __future__ import annotations
 
@@ -355,6 +356,18 @@ def read_mosit(data: dict, ctx: ReadContext) -> list[Loaded]:
     return _loaded(ctx, "mosit", turns, str(data.get("id", "")), items)
 
 
+def read_alpaca(data: dict, ctx: ReadContext) -> list[Loaded]:
+    """Alpaca (text-only stage-3 data): ``instruction`` (+ optional ``input``) → user, ``output`` → assistant."""
+    instruction, output = ctx.get(data, "instruction", str), ctx.get(data, "output", str)
+    extra = ctx.get(data, "input", str, required=False)
+    if instruction is None or output is None:
+        return []
+    question = f"{instruction}\n{extra}" if extra else instruction
+    dialogue = Dialogue([Turn("user", question), Turn("assistant", output)], id=str(data.get("id", "")),
+                        source=ctx.source)
+    return [Loaded(dialogue, "alpaca", ["instruction", "output"], "")]
+
+
 READERS: dict[str, Reader] = {
     "dialogue": read_dialogue,
     "pairs": read_pairs,
@@ -362,6 +375,7 @@ READERS: dict[str, Reader] = {
     "generation": read_generation,
     "t2m": read_t2m,
     "mosit": read_mosit,
+    "alpaca": read_alpaca,
 }
 
 
@@ -385,4 +399,6 @@ def detect_format(data: Any, modalities: tuple[str, ...]) -> str | None:
         return "comprehension"  # text-only instruction data (Alpaca/LLaVA style)
     if "caption" in keys and any(f"{m}_name" in keys for m in modalities):
         return "pairs"
+    if {"instruction", "output"} <= keys:
+        return "alpaca"
     return None

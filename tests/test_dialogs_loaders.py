@@ -249,3 +249,11 @@ def test_a_json_file_may_hold_one_object(tmp_path):
     data = tmp_path / "one.json"
     data.write_text('\n{\n  "caption": "a", "id": "1",\n  "image_name": "1.jpg"\n}\n')
     assert [d.source for d in load_dialogues([data])] == [f"{data}:2"]
+
+
+def test_alpaca_text_only(tmp_path):
+    data = write_jsonl(tmp_path / "alpaca.jsonl", [
+        {"instruction": "Add", "input": "2 + 2", "output": "4"}, {"instruction": "Greet", "input": "", "output": "hi"}])
+    first, second = load_dialogues([data])
+    assert first.turns == [Turn("user", "Add\n2 + 2"), Turn("assistant", "4")]
+    assert second.turns[0].text == "Greet" and second.source == f"{data}:2"
