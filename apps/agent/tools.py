@@ -33,7 +33,7 @@ def build_tools(pipe: Any, workspace: Workspace, limits: AgentLimits | None = No
     schemas = build_schemas(limits, ops.outputs)
     tools = [
         _tool(f"describe_{modality}", _bind(ops.describe, modality), schemas.describe,
-              f"Look at a {modality} file in the working folder and answer a question about it (e.g. describe it).")
+              f"Answer a question about the {modality} in a file of the working folder (e.g. describe it).")
         for modality in ops.inputs
     ]
     tools += [
@@ -43,7 +43,7 @@ def build_tools(pipe: Any, workspace: Workspace, limits: AgentLimits | None = No
     ]
     if ops.outputs:
         tools.append(_tool("convert_media", ops.convert, schemas.convert,
-                           f"Make a {'/'.join(ops.outputs)} that matches an input file (e.g. music for a "
+                           f"Make an output ({'/'.join(ops.outputs)}) that matches an input file (e.g. music for a "
                            "picture); the model sees the file itself."))
         tools.append(_tool("regenerate_media", ops.regenerate, schemas.regenerate,
                            "Repeat an earlier generation with another seed and/or number of steps."))
