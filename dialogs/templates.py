@@ -122,7 +122,9 @@ class ChatTemplate:
     name: str = "chat_template"
     stop: tuple[str, ...] = ()
 
-    def segments(self, turns: Sequence[Turn], add_generation_prompt: bool = True, tokenizer: Any = None) -> list[Segment]:
+    def segments(
+        self, turns: Sequence[Turn], add_generation_prompt: bool = True, tokenizer: Any = None
+    ) -> list[Segment]:
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
             raise ValueError("template 'chat_template' needs a tokenizer that has a chat_template")
         messages = [{"role": role, "content": text} for role, text in turns]

@@ -97,7 +97,10 @@ def parse_tool_calls(text: str) -> ParsedCalls:
         try:
             data = json.loads(body)
         except json.JSONDecodeError as error:
-            errors.append(f"tool call {number} is not valid JSON ({error.msg}); write {{\"name\": ..., \"arguments\": {{...}}}}")
+            errors.append(
+                f"tool call {number} is not valid JSON ({error.msg}); write "
+                '{"name": ..., "arguments": {...}}'
+            )
             continue
         if not isinstance(data, dict) or not isinstance(data.get("name"), str):
             errors.append(f"tool call {number} needs a string 'name'")

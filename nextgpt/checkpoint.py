@@ -122,7 +122,8 @@ def load_trainable(model: "NextGPTModel", folder: str | Path) -> None:
         tables = Path(folder) / EMBEDDINGS_NAME
         if tables.is_file():  # full tables (converted legacy checkpoints trained all rows)
             full = read_weights(tables)
-            for name, layer in (("input", model.llm.get_input_embeddings()), ("output", model.llm.get_output_embeddings())):
+            layers = (("input", model.llm.get_input_embeddings()), ("output", model.llm.get_output_embeddings()))
+            for name, layer in layers:
                 if name in full:
                     if tuple(full[name].shape) != tuple(layer.weight.shape):
                         raise ValueError(f"{tables}: {name} table {tuple(full[name].shape)} != model's "

@@ -9,7 +9,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 logger = logging.getLogger("nextgpt")
@@ -99,7 +98,7 @@ def _demo(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int
 
         pipe = NextGPT.from_preset("tiny")
         prompt = "Show me a red circle, play a low beep, and make a short video of it moving left."
-        print(f"preset: tiny (random weights: the text and media show the data path, not learned behaviour)")
+        print("preset: tiny (random weights: the text and media show the data path, not learned behaviour)")
         print(f"prompt: {prompt}")
         outputs = [spec.name for spec in pipe.config.output_modalities]
         response = pipe.chat(prompt, GenerationOptions(force=set(outputs), seed=args.seed, max_new_tokens=24,

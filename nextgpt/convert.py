@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 
 from . import checkpoint
+from .checkpoint import EMBEDDINGS_NAME
 from .config import NextGPTConfig
 
 logger = logging.getLogger(__name__)
 
-from .checkpoint import EMBEDDINGS_NAME
 OUTPUT_PREFIXES = {"gen_text_hidden_fcs.0.": "image", "gen_text_hidden_fcs_video.0.": "video",
                    "gen_text_hidden_fcs_audio.0.": "audio"}
 OUTPUT_PARTS = {"fc.": "in_proj.", "tfm.": "transformer.", "model.": "out_proj.", "query_embs": "queries"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-
 from .config import NextGPTConfig
 from .model import NextGPTModel
 
@@ -23,8 +22,8 @@ def parameter_table(config: NextGPTConfig, include_decoders: bool = True) -> lis
     rows: list[ComponentCount] = []
     rows.append(ComponentCount(f"encoder ({config.encoder.kind})", _numel(model.encoder), 0))
     lora = sum(p.numel() for n, p in model.llm.named_parameters() if "lora_" in n)
-    rows.append(ComponentCount(f"llm ({config.llm.architecture.get('model_type') if config.llm.architecture else 'llm'})",
-                               _numel(model.llm) - lora, 0))
+    llm_type = model.llm.config.model_type
+    rows.append(ComponentCount(f"llm ({llm_type})", _numel(model.llm) - lora, 0))
     if config.lora is not None:
         rows.append(ComponentCount(f"lora (r={config.lora.r})", lora, lora))
     for key, projector in model.input_projectors.items():

@@ -5,6 +5,7 @@ output projectors end at the decoder conditions ``[B, Q, D]``.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -89,12 +90,14 @@ class NextGPTModel(nn.Module):
             device="meta" if meta else None, allow_pickle=options.allow_pickle,
         )
         hidden = llm.get_input_embeddings().embedding_dim
-        with torch.device("meta") if meta else _nullcontext():
+        with torch.device("meta") if meta else contextlib.nullcontext():
             input_projectors = nn.ModuleDict()
             for spec in config.input_modalities:
                 key = config.input_projector_key(spec.name)
                 if key not in input_projectors:
-                    input_projectors[key] = build_input_projector(spec.input_projector, config.encoder.embed_dim, hidden)
+                    input_projectors[key] = build_input_projector(
+                        spec.input_projector, config.encoder.embed_dim, hidden
+                    )
             output_projectors = nn.ModuleDict(
                 {
                     spec.name: build_output_projector(
@@ -106,8 +109,12 @@ class NextGPTModel(nn.Module):
             )
         model = cls(config, llm, tokenizer, encoder, input_projectors, output_projectors)
         if not meta:
-            model.to(options.device)
-            model.encoder.to(options.torch_dtype)
+            for module in (encoder, input_projectors, output_projectors):
+                module.to(options.device)
+            encoder.to(options.torch_dtype)
+            # With a device map or quantisation, transformers/accelerate placed the LLM already.
+            if options.device_map is None and not (options.load_in_8bit or options.load_in_4bit):
+                llm.to(options.device)
         return model
 
     # ---- token layout --------------------------------------------------------------------------------
@@ -156,11 +163,13 @@ class NextGPTModel(nn.Module):
                 "each placeholder must match one attached media item"
             )
         if given:
-            embeds = embeds.masked_scatter(mask.unsqueeze(-1), media_tokens.to(embeds.dtype))
+            embeds = embeds.masked_scatter(mask.unsqueeze(-1), media_tokens.to(embeds.device, embeds.dtype))
         return embeds
 
     # ---- outputs -------------------------------------------------------------------------------------
-    def signal_conditions(self, modality: str, signal_hidden: torch.Tensor, signal_embeds: torch.Tensor) -> torch.Tensor:
+    def signal_conditions(
+        self, modality: str, signal_hidden: torch.Tensor, signal_embeds: torch.Tensor
+    ) -> torch.Tensor:
         """Output projector on signal-token features.
 
         Args:
@@ -227,11 +236,3 @@ def apply_lora(llm: nn.Module, lora: Any) -> nn.Module:
     peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                              target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
     return get_peft_model(llm, peft_config)
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None

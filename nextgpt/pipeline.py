@@ -243,7 +243,8 @@ class NextGPT:
         for row_index, row in enumerate(rows):
             o = per_row[row_index]
             for order, span in enumerate(row.spans):
-                settings = (o.num_inference_steps, o.guidance_scale, repr(sorted(o.decoder_kwargs.get(span.modality, {}).items())))
+                extra = repr(sorted(o.decoder_kwargs.get(span.modality, {}).items()))
+                settings = (o.num_inference_steps, o.guidance_scale, extra)
                 jobs[(span.modality, settings)].append((row_index, order, span))
         placed: dict[tuple[int, int], MediaOutput] = {}
         for (modality, _), items in jobs.items():
