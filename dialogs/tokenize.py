@@ -99,13 +99,13 @@ def encode_dialogue(
     """
     template = get_template(template or layout.template) if not isinstance(template, (RoleTemplate, ChatTemplate)) \
         else template
-    render_dialogue(dialogue, layout)  # report rendering problems for the whole dialogue, not a prefix
+    whole = render_dialogue(dialogue, layout)  # report rendering problems of the whole dialogue, not a prefix
     ends = [k for k in range(len(dialogue.turns), 0, -1) if dialogue.turns[k - 1].role == "assistant"]
     if not ends:
         raise DialogueError("turns", "no assistant turn: the example has nothing to learn")
     shortest = 0
     for end in ends:
-        rendered = render_dialogue(dialogue, layout, dialogue.turns[:end])
+        rendered = whole if end == len(dialogue.turns) else render_dialogue(dialogue, layout, dialogue.turns[:end])
         example = _encode(rendered, layout, template)
         if max_length is None or len(example) <= max_length:
             example.id, example.source = dialogue.id, dialogue.source
