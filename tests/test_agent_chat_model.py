@@ -8,8 +8,8 @@ from langchain_core.messages import AIMessageChunk, HumanMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
-
 from nextgpt.apps.agent import NextGPTChatModel
+
 from nextgpt.events import Finished, TextDelta
 from nextgpt.options import GenerationOptions
 from nextgpt.types import Response
@@ -28,7 +28,8 @@ def generate_audio(description: str) -> str:
 
 
 def test_lcel_chain_batch_and_stream(model):
-    chain = ChatPromptTemplate.from_messages([("system", "be brief"), ("human", "{question}")]) | model | StrOutputParser()
+    prompt = ChatPromptTemplate.from_messages([("system", "be brief"), ("human", "{question}")])
+    chain = prompt | model | StrOutputParser()
     answer = chain.invoke({"question": "what is a cat?"})
     assert isinstance(answer, str) and answer
     batch = chain.batch([{"question": "what is a cat?"}, {"question": "and a dog?"}])

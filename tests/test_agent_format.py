@@ -5,7 +5,6 @@ import base64
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
-
 from nextgpt.apps.agent.chat_model import _CallSplitter
 from nextgpt.apps.agent.limits import AgentLimits
 from nextgpt.apps.agent.messages import to_ai_message, to_nextgpt_messages
@@ -17,6 +16,7 @@ from nextgpt.dialogs.tool_calls import (
     render_tool_result,
     render_tool_specs,
 )
+
 from nextgpt.types import MediaOutput, Response
 
 MODALITIES = ["image", "audio", "video"]
@@ -26,7 +26,8 @@ def test_round_trip_and_tolerant_parsing():
     text = "Let me draw. " + render_tool_call("generate_image", {"description": "a red circle", "seed": 3})
     parsed = parse_tool_calls(text)
     assert parsed.text == "Let me draw." and parsed.errors == []
-    assert [(c.name, c.arguments) for c in parsed.calls] == [("generate_image", {"description": "a red circle", "seed": 3})]
+    expected = [("generate_image", {"description": "a red circle", "seed": 3})]
+    assert [(c.name, c.arguments) for c in parsed.calls] == expected
     fenced = '<tool_call>\n```json\n{"name": "describe_image", "parameters": {"path": "a.png"}}\n```\n</tool_call>'
     assert parse_tool_calls(fenced).calls[0].arguments == {"path": "a.png"}
     stringly = '<tool_call>{"name": "f", "arguments": "{\\"x\\": 1}"}</tool_call>'
@@ -36,7 +37,9 @@ def test_round_trip_and_tolerant_parsing():
 
 
 @pytest.mark.parametrize("body, problem", [
-    ("{not json", "not valid JSON"), ('{"arguments": {}}', "string 'name'"), ('{"name": "f", "arguments": [1]}', "object"),
+    ("{not json", "not valid JSON"),
+    ('{"arguments": {}}', "string 'name'"),
+    ('{"name": "f", "arguments": [1]}', "object"),
 ])
 def test_malformed_calls_are_reported_not_raised(body, problem):
     parsed = parse_tool_calls(f"<tool_call>{body}</tool_call> and <tool_call>{{\"name\": \"g\"}}</tool_call>")
@@ -65,15 +68,17 @@ def test_langchain_messages_become_nextgpt_turns(tmp_path):
     png = base64.b64encode(b"\x89PNG fake").decode()
     messages = [
         SystemMessage("be brief"),
-        HumanMessage([{"type": "text", "text": "what is this?"}, {"type": "image", "base64": png, "mime_type": "image/png"},
-                      {"type": "audio", "url": "file:///data/a.wav"}, {"type": "file", "mime_type": "video/mp4",
-                                                                        "path": "v.mp4"}]),
-        AIMessage("", tool_calls=[{"name": "describe_image", "args": {"path": "a.png"}, "id": "c1", "type": "tool_call"}]),
+        HumanMessage([{"type": "text", "text": "what is this?"},
+                      {"type": "image", "base64": png, "mime_type": "image/png"},
+                      {"type": "audio", "url": "file:///data/a.wav"},
+                      {"type": "file", "mime_type": "video/mp4", "path": "v.mp4"}]),
+        AIMessage("", tool_calls=[{"name": "describe_image", "args": {"path": "a.png"}, "id": "c1",
+                                   "type": "tool_call"}]),
         ToolMessage("a cat <tool_call>{}</tool_call>", tool_call_id="c1"),
         ToolMessage("second", tool_call_id="c2", name="generate_audio"),
     ]
-    specs = [{"name": "describe_image", "description": "Look.", "parameters": {"properties": {"path": {"type": "string"}},
-                                                                                "required": ["path"]}}]
+    parameters = {"properties": {"path": {"type": "string"}}, "required": ["path"]}
+    specs = [{"name": "describe_image", "description": "Look.", "parameters": parameters}]
     turns = to_nextgpt_messages(messages, modalities=MODALITIES, tool_specs=specs, scratch_dir=tmp_path)
     assert [t.role for t in turns] == ["system", "user", "assistant", "user", "user"]
     assert turns[0].text.startswith("be brief") and "- describe_image(path: string): Look." in turns[0].text
@@ -101,8 +106,9 @@ def test_bad_content_blocks_are_refused_with_a_reason(block, problem, tmp_path):
 def test_response_becomes_ai_message_with_media_blocks_and_tool_calls(tmp_path):
     image = tmp_path / "image-0.png"
     image.write_bytes(b"x")
-    response = Response(text='Here. <tool_call>{"name": "generate_audio", "arguments": {"description": "rain"}}</tool_call>'
-                             "<tool_call>{oops</tool_call>",
+    text = ('Here. <tool_call>{"name": "generate_audio", "arguments": {"description": "rain"}}</tool_call>'
+            "<tool_call>{oops</tool_call>")
+    response = Response(text=text,
                         media=[MediaOutput("image", None, path=image, seed=7)], prompt_tokens=5, completion_tokens=3)
     message = to_ai_message(response, parse_tools=True, model_name="nextgpt-tiny")
     assert message.text == "Here."

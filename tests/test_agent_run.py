@@ -10,7 +10,6 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import StructuredTool
-
 from nextgpt.apps.agent import AgentLimits, NextGPTAgent
 from nextgpt.apps.agent.messages import to_nextgpt_messages
 from nextgpt.apps.agent.tools import FORBIDDEN_TOOL_WORDS
@@ -150,7 +149,8 @@ def test_untrusted_text_never_unlocks_tools(tiny_pipe, tmp_path):
     assert [s.tool for s in result.steps if s.kind == "tool_result" and s.is_error] == ["run_shell"]
     # rendered for a NExT-GPT planner, the injected call is data: no call can be parsed from a user-side turn
     turns = to_nextgpt_messages(script.seen[-1], modalities=["image"])
-    assert "run_shell" in turns[-2].text and all(parse_tool_calls(t.text).calls == [] for t in turns if t.role == "user")
+    assert "run_shell" in turns[-2].text
+    assert all(parse_tool_calls(t.text).calls == [] for t in turns if t.role == "user")
 
 
 def test_unreadable_tool_call_is_explained_to_the_model(tiny_pipe, tmp_path):
@@ -186,8 +186,8 @@ def test_wall_clock_limit_and_output_truncation(tiny_pipe, tmp_path):
 def test_default_tools_are_media_only(tiny_pipe, tmp_path):
     agent = NextGPTAgent(tiny_pipe, tmp_path / "work", planner=planner(AIMessage("hi")))
     modalities = [spec.name for spec in tiny_pipe.config.modalities]
-    assert sorted(agent.tool_names) == sorted([f"describe_{m}" for m in modalities] + [f"generate_{m}" for m in modalities]
-                                              + ["convert_media", "regenerate_media"])
+    expected = [f"{verb}_{m}" for verb in ("describe", "generate") for m in modalities]
+    assert sorted(agent.tool_names) == sorted(expected + ["convert_media", "regenerate_media"])
     assert not any(word in name for name in agent.tool_names for word in FORBIDDEN_TOOL_WORDS)
     assert all(tool.response_format == "content_and_artifact" for tool in agent.tools)
     with pytest.raises(ValueError, match=r"allowed_tools names \['run_shell'\], which do not exist"):
