@@ -38,6 +38,7 @@ class FakePipeline:
     stopped_early: int = 0
     running: int = 0
     max_running: int = 0
+    media_seen: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -61,6 +62,8 @@ class FakePipeline:
         return len(text.split()) + 4
 
     def stream(self, messages: Any, options: Any = None, **kwargs: Any) -> Iterator[Event]:
+        for message in [] if isinstance(messages, str) else messages:
+            self.media_seen += [str(m.source) for m in getattr(message, "media", [])]
         with self._lock:
             self.started += 1
             self.running += 1
