@@ -59,7 +59,7 @@ def test_import_copies_user_files_into_inputs(workspace, tmp_path):
     source.write_bytes(b"RIFF")
     file = workspace.import_file(source)
     assert file.path.parent == workspace.root / "inputs" and file.path.read_bytes() == b"RIFF"
-    assert file.relative.startswith("inputs/") and file.mime_type == "audio/wav"
+    assert file.relative.startswith("inputs/") and file.mime_type == "audio/wav" and file.modality == "audio"
     assert workspace.resolve(file.relative) == file.path
     with pytest.raises(FileNotFoundError, match="not a file"):
         workspace.import_file(tmp_path / "missing.png")

@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("nextgpt_agent_deadline", default=None)
 
 
+GENERATE_TEXT_TOKENS = 32
+
+
 class DeadlineExceeded(TimeoutError):
     """The run's wall-clock limit passed while a tool was working."""
 
@@ -90,8 +93,10 @@ class MediaOperations:
         if modality not in self.outputs:
             raise ValueError(f"this model cannot generate {modality!r}; it generates {self.outputs}")
         media = [Media(source.modality, str(source.path))] if source else []
+        # A short text budget: the media are forced, the words beside them are not needed.
         response = self._run(Message.user(prompt, media=media), force={modality},
-                             forbid=set(self.outputs) - {modality}, seed=seed or 0, steps=steps)
+                             forbid=set(self.outputs) - {modality}, seed=seed or 0, steps=steps,
+                             max_new_tokens=min(self.limits.max_new_tokens, GENERATE_TEXT_TOKENS))
         made = response.media_of(modality)
         if not made or made[0].path is None:
             raise RuntimeError(f"the model produced no {modality} file; warnings: {response.warnings}")
@@ -111,9 +116,9 @@ class MediaOperations:
         return self.workspace.describe_file(resolved, modality)
 
     def _run(self, message: Message, *, force: set[str] = frozenset(), forbid: set[str] = frozenset(),
-             seed: int = 0, steps: int | None = None) -> Response:
+             seed: int = 0, steps: int | None = None, max_new_tokens: int | None = None) -> Response:
         options = GenerationOptions(
-            max_new_tokens=self.limits.max_new_tokens, seed=seed, force=force, forbid=forbid,
+            max_new_tokens=max_new_tokens or self.limits.max_new_tokens, seed=seed, force=force, forbid=forbid,
             num_inference_steps=steps, output_dir=self.workspace.outputs,
         )
         deadline = DEADLINE.get()

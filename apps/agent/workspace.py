@@ -115,7 +115,7 @@ class Workspace:
         target = self.root / self.INPUTS / f"{uuid.uuid4().hex[:8]}-{source.name}"
         shutil.copyfile(source, target)
         logger.debug("imported %s as %s", source, target)
-        return self.describe_file(target)
+        return self.describe_file(target, modality=mime_type(target).split("/")[0])
 
     def listing(self, limit: int = 20) -> list[str]:
         """Relative paths of files in the workspace (at most ``limit``), to help the model pick a valid one."""
