@@ -104,13 +104,20 @@ def test_path_traversal_is_refused(app):
 
 
 def test_a_client_cannot_make_the_app_read_an_arbitrary_path(app, fake, tmp_path):
-    from gradio_client.exceptions import AppError
-
-    secret = tmp_path / "secret.png"  # exists, looks like an image, but was never uploaded
+    """A raw queue request naming a local file that was never uploaded is refused before the handler runs."""
+    url = app[0]
+    secret = tmp_path / "secret.png"  # exists and looks like an image, but was never uploaded
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(secret)
+    config = httpx.get(f"{url}/config", timeout=10).json()
+    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "chat")
     message = {"text": "read this", "files": [{"path": str(secret), "meta": {"_type": "gradio.FileData"}}]}
-    with pytest.raises((AppError, ValueError)):
-        client_for(app[0]).predict(message, *SETTINGS, api_name="/chat")
+    joined = httpx.post(f"{url}/gradio_api/queue/join", timeout=10, json={
+        "data": [message, [], *SETTINGS], "fn_index": fn_index, "session_hash": "traversal01"})
+    assert joined.status_code == 200, joined.text
+    with httpx.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": "traversal01"},
+                      timeout=10) as events:
+        completed = next(line for line in events.iter_lines() if "process_completed" in line)
+    assert '"success":false' in completed and "secret" not in completed
     assert not any("secret" in source for source in fake.media_seen)
 
 
