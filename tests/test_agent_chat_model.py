@@ -8,8 +8,8 @@ from langchain_core.messages import AIMessageChunk, HumanMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
-from nextgpt.apps.agent import NextGPTChatModel
 
+from nextgpt.apps.agent import NextGPTChatModel
 from nextgpt.events import Finished, TextDelta
 from nextgpt.options import GenerationOptions
 from nextgpt.types import Response

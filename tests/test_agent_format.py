@@ -5,6 +5,7 @@ import base64
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
 from nextgpt.apps.agent.chat_model import _CallSplitter
 from nextgpt.apps.agent.limits import AgentLimits
 from nextgpt.apps.agent.messages import to_ai_message, to_nextgpt_messages
@@ -16,7 +17,6 @@ from nextgpt.dialogs.tool_calls import (
     render_tool_result,
     render_tool_specs,
 )
-
 from nextgpt.types import MediaOutput, Response
 
 MODALITIES = ["image", "audio", "video"]

@@ -10,7 +10,8 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import StructuredTool
-from nextgpt.apps.agent import AgentLimits, NextGPTAgent
+
+from nextgpt.apps.agent import AgentLimits, NextGPTAgent, append_step
 from nextgpt.apps.agent.messages import to_nextgpt_messages
 from nextgpt.apps.agent.tools import FORBIDDEN_TOOL_WORDS
 from nextgpt.dialogs.tool_calls import parse_tool_calls
@@ -198,3 +199,18 @@ def test_nextgpt_plans_by_itself(tiny_pipe, tmp_path):
     agent = NextGPTAgent(tiny_pipe, tmp_path / "work", limits=AgentLimits(max_steps=2, max_new_tokens=8))
     steps = list(agent.iter_steps("make a picture of a cat"))
     assert steps and steps[-1].kind in ("answer", "stopped")
+
+
+def test_steps_display_as_gradio_chat_messages(tiny_pipe, tmp_path):
+    script = planner(call("generate_image", {"description": "a red circle", "steps": STEPS}, 1), AIMessage("here"))
+    history: list[dict] = []
+    for step in NextGPTAgent(tiny_pipe, tmp_path / "work", planner=script).iter_steps("draw"):
+        append_step(history, step)
+    call_message, result_message, image_message, answer = history
+    assert call_message["metadata"] == {"title": "🛠 generate_image", "status": "done", "id": "call_1"}
+    assert result_message["metadata"]["parent_id"] == "call_1" and answer["content"] == "here"
+    assert image_message["content"]["mime_type"] == "image/png" and Path(image_message["content"]["path"]).is_file()
+    gradio = pytest.importorskip("gradio")
+    rendered = gradio.Chatbot().postprocess(history).root
+    kinds = [type(m.content[0]).__name__ for m in rendered]
+    assert kinds == ["TextMessage", "TextMessage", "FileMessage", "TextMessage"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from nextgpt.apps.agent.workspace import Workspace, WorkspaceError, mime_type
 
 

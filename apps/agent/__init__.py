@@ -5,6 +5,7 @@ the safety model.
 """
 from .agent import SYSTEM_PROMPT, AgentResult, NextGPTAgent, iter_agent_steps
 from .chat_model import NextGPTChatModel
+from .display import append_step, chat_messages
 from .limits import AgentLimits
 from .steps import AgentStep
 from .tools import build_tools
@@ -12,5 +13,5 @@ from .workspace import Workspace, WorkspaceError
 
 __all__ = [
     "SYSTEM_PROMPT", "AgentLimits", "AgentResult", "AgentStep", "NextGPTAgent", "NextGPTChatModel", "Workspace",
-    "WorkspaceError", "build_tools", "iter_agent_steps",
+    "WorkspaceError", "append_step", "build_tools", "chat_messages", "iter_agent_steps",
 ]

@@ -22,9 +22,9 @@ from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from nextgpt.dialogs.tool_calls import CALL_OPEN, parse_tool_calls
 from pydantic import ConfigDict, Field
 
+from nextgpt.dialogs.tool_calls import CALL_OPEN, parse_tool_calls
 from nextgpt.events import Finished, MediaReady, TextDelta
 from nextgpt.options import GenerationOptions
 

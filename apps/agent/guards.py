@@ -15,8 +15,9 @@ from langchain.agents.middleware import AgentMiddleware, AgentState, hook_config
 from langchain.agents.middleware.types import PrivateStateAttr
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.channels.untracked_value import UntrackedValue
-from nextgpt.dialogs.tool_calls import CALL_CLOSE, CALL_OPEN
 from typing_extensions import NotRequired
+
+from nextgpt.dialogs.tool_calls import CALL_CLOSE, CALL_OPEN
 
 from .operations import DEADLINE, DeadlineExceeded
 

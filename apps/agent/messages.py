@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+
 from nextgpt.dialogs.tool_calls import (
     parse_tool_calls,
     render_tool_call,
     render_tool_result,
     render_tool_specs,
 )
-
 from nextgpt.types import Media, Message, Response
 
 from .workspace import mime_type

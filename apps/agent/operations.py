@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from nextgpt.dialogs.tool_calls import neutralize_tool_markup
-
 from nextgpt.events import Finished
 from nextgpt.options import GenerationOptions
 from nextgpt.types import Media, Message, Response
