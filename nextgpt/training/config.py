@@ -36,11 +36,16 @@ class ModelSource(_Strict):
 
 
 class DataConfig(_Strict):
-    """Dialogue files (JSON Lines in the ``nextgpt.dialogs.schema`` layout) and batching."""
+    """Dataset files (any format ``nextgpt data validate`` reads) and batching."""
 
     train: list[str] = Field(..., min_length=1, description="training files; relative media paths resolve "
                                                                "against each file's folder")
     eval: list[str] = Field(default_factory=list, description="evaluation files (empty: no eval loop)")
+    root: str | None = Field(None, description="folder relative media paths resolve against (default: each "
+                                               "file's folder)")
+    format: str | None = Field(None, description="data format (default: detected per file), see 'nextgpt data'")
+    task: Literal["comprehension", "generation"] = Field("comprehension", description="what X-caption pairs "
+                                                          "become: comprehension (stage 1) or generation (stage 2)")
     max_length: int = Field(512, gt=0, description="tokens per example; longer ones are cut (whole media kept)")
     batch_size: int = Field(4, gt=0, description="examples per process per micro-batch")
     eval_batch_size: int | None = Field(None, gt=0)

@@ -1,12 +1,11 @@
 """Training data: dialogue files → validated, tokenised examples → padded batches for the trainer.
 
-Files are JSON Lines in the ``nextgpt.dialogs.schema`` layout (one ``Dialogue.to_dict()`` per line); relative
-media paths resolve against the file's folder. Every bad record of every file is reported before step 0, as
-``file:line:field: problem``, all at once.
+Files are read by ``nextgpt.dialogs.loaders`` (our dialogue schema or the NExT-GPT formats); relative media paths
+resolve against ``root`` or each file's folder. Every bad record of every file is reported before step 0, as
+``file:line:field: problem``, all at once (``nextgpt.dialogs.validate`` with the model's token layout).
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,84 +15,68 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from nextgpt.dialogs.layout import TokenLayout
-from nextgpt.dialogs.render import DialogueError
+from nextgpt.dialogs.loaders import DatasetError, iter_loaded
+from nextgpt.dialogs.records import Problem
 from nextgpt.dialogs.schema import Dialogue, MediaRef, OutputRequest
-from nextgpt.dialogs.tokenize import IGNORE_INDEX, DialogueTooLong, EncodedExample, encode_dialogue
+from nextgpt.dialogs.tokenize import IGNORE_INDEX, EncodedExample, encode_dialogue
+from nextgpt.dialogs.validate import check_loaded
+
+__all__ = ["Batch", "Collator", "DatasetError", "DialogueDataset", "EpochSampler", "load_examples",
+           "read_dialogues"]
 
 logger = logging.getLogger(__name__)
 
 
-class DatasetError(ValueError):
-    """A dataset with bad records; ``problems`` lists every one as ``file:line:field: problem``."""
+def load_examples(paths: Sequence[str | Path], layout: TokenLayout, max_length: int, *, root: str | None = None,
+                  format: str | None = None, task: str = "comprehension") -> list[EncodedExample]:
+    """Read (any format of ``nextgpt.dialogs.loaders``), validate and tokenise every dialogue of ``paths``.
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        shown = "\n  ".join(problems[:200])
-        more = f"\n  ... and {len(problems) - 200} more" if len(problems) > 200 else ""
-        super().__init__(f"{len(problems)} bad record(s); fix them or remove them from the data files:\n  "
-                         f"{shown}{more}")
-
-
-def read_dialogues(paths: Sequence[str | Path]) -> tuple[list[Dialogue], list[str]]:
-    """Parse dialogue files; returns ``(dialogues, problems)`` with media paths made absolute."""
-    dialogues: list[Dialogue] = []
-    problems: list[str] = []
-    for path in map(Path, paths):
-        if not path.is_file():
-            problems.append(f"{path}:0:file: not found")
-            continue
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{number}"
-                try:
-                    record = json.loads(line)
-                    dialogue = Dialogue.from_dict(record)
-                except json.JSONDecodeError as error:
-                    problems.append(f"{where}:json: {error.msg} at column {error.colno}")
-                    continue
-                except (KeyError, TypeError, AttributeError) as error:
-                    problems.append(f"{where}:turns: not a dialogue record ({type(error).__name__}: {error})")
-                    continue
-                dialogue.source = where
-                dialogue.id = dialogue.id or where
-                for index, turn in enumerate(dialogue.turns):
-                    for item_index, ref in enumerate(turn.inputs):
-                        resolved = ref.path if Path(ref.path).is_absolute() else str(path.parent / ref.path)
-                        ref.path = resolved
-                        if not Path(resolved).is_file():
-                            problems.append(f"{where}:turns[{index}].inputs[{item_index}].path: file {resolved} "
-                                            "not found")
-                    for item_index, request in enumerate(turn.outputs):
-                        if not request.caption.strip():
-                            problems.append(f"{where}:turns[{index}].outputs[{item_index}].caption: empty caption "
-                                            "(the caption is the alignment target)")
-                dialogues.append(dialogue)
-    return dialogues, problems
-
-
-def load_examples(paths: Sequence[str | Path], layout: TokenLayout, max_length: int) -> list[EncodedExample]:
-    """Read, validate and tokenise every dialogue of ``paths``.
+    Args:
+        layout: the model's token layout (its modalities decide what may be an input or an output).
+        root / format / task: as in ``nextgpt.dialogs.loaders.iter_loaded``.
 
     Raises:
-        DatasetError: listing every bad record of every file (unreadable lines, missing media, dialogues that
-            cannot be rendered for this model, examples that cannot fit ``max_length``).
+        DatasetError: listing every bad record of every file (unreadable records, missing media files, empty
+            captions, dialogues that cannot be rendered for this model or cannot fit ``max_length``).
     """
-    dialogues, problems = read_dialogues(paths)
-    examples: list[EncodedExample] = []
-    for dialogue in dialogues:
-        try:
-            examples.append(encode_dialogue(dialogue, layout, max_length=max_length))
-        except DialogueError as error:
-            problems.append(f"{dialogue.source}:{error.field}: {error.message}")
-        except DialogueTooLong as error:
-            problems.append(f"{dialogue.source}:turns: {error}")
+    modalities = tuple(dict.fromkeys([*layout.input_modalities, *layout.output_modalities]))
+    problems: list[Problem] = []
+    dialogues = []
+    for item in iter_loaded(paths, root, format, task, modalities):
+        if isinstance(item, Problem):
+            problems.append(item)
+            continue
+        found = check_loaded(item, modalities, layout.output_modalities, True, layout, max_length)
+        problems.extend(found)
+        if not found:
+            dialogues.append(item.dialogue)
     if problems:
         raise DatasetError(problems)
-    if not examples:
-        raise DatasetError([f"{', '.join(map(str, paths))}:0:file: no dialogues found"])
-    return examples
+    if not dialogues:
+        raise DatasetError([Problem(", ".join(map(str, paths)), "file", "no dialogues found")])
+    return [encode_dialogue(d, layout, max_length=max_length) for d in dialogues]
+
+
+def read_dialogues(paths: Sequence[str | Path], modalities: Sequence[str], *, root: str | None = None,
+                   format: str | None = None, task: str = "comprehension") -> list[Dialogue]:
+    """Dialogues with media paths resolved (for the feature cache), checked like ``load_examples``.
+
+    Raises:
+        DatasetError: listing every problem.
+    """
+    problems: list[Problem] = []
+    dialogues = []
+    for item in iter_loaded(paths, root, format, task, tuple(modalities)):
+        if isinstance(item, Problem):
+            problems.append(item)
+            continue
+        found = check_loaded(item, tuple(modalities))
+        problems.extend(found)
+        if not found:
+            dialogues.append(item.dialogue)
+    if problems:
+        raise DatasetError(problems)
+    return dialogues
 
 
 class DialogueDataset(Dataset):

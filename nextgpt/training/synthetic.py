@@ -88,18 +88,19 @@ def _write(path: Path, lines: list[dict]) -> Path:
 
 
 def language_texts() -> list[str]:
-    """Plain dialogues in the synthetic vocabulary (what a pretrained LLM would already know)."""
+    """Plain dialogues in the synthetic vocabulary (what a pretrained LLM would already know); the word that
+    stage 1 replaces by a media item sits where the tiny preset puts it (between the wrap strings)."""
     texts = []
     for colour in COLOURS:
-        texts.append(f"### Human: {colour} describe it\n### Assistant: a {colour} square\n###")
+        texts.append(f"### Human: <Img> {colour}</Img> describe it\n### Assistant: a {colour} square\n###")
         texts.append(f"### Human: draw a {colour} square\n### Assistant: Sure.\n###")
         texts.append(f"### Human: make a {colour} square\n### Assistant: a {colour} square\n###")
     for tone in TONES:
-        texts.append(f"### Human: {tone} describe it\n### Assistant: a {tone} beep\n###")
+        texts.append(f"### Human: <Aud> {tone}</Aud> describe it\n### Assistant: a {tone} beep\n###")
     return texts
 
 
-def pretrained_tiny(folder: Path, steps: int = 60, seed: int = 0, lr: float = 3e-3) -> Path:
+def pretrained_tiny(folder: Path, steps: int = 150, seed: int = 0, lr: float = 1e-2) -> Path:
     """Stand-in for a pretrained base LLM: the ``tiny`` preset whose LLM was trained on ``language_texts``.
 
     A random LLM cannot be taught captions through its projectors alone (its frozen head gives near-uniform

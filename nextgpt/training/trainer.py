@@ -100,8 +100,10 @@ class Trainer:
                     f"{report.total:,}", len(report.names))
         self.trainable_count = report.count
         layout = TokenLayout.from_model(model)
-        train = load_examples(config.data.train, layout, config.data.max_length)
-        evals = load_examples(config.data.eval, layout, config.data.max_length) if config.data.eval else []
+        data = config.data
+        options = {"root": data.root, "format": data.format, "task": data.task}
+        train = load_examples(data.train, layout, data.max_length, **options)
+        evals = load_examples(data.eval, layout, data.max_length, **options) if data.eval else []
         self.features = FeatureSource(self.pipe, self._open_cache(), accelerator.device)
         pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
         collate = Collator(pad)
