@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,9 @@ from langchain_core.language_models.fake_chat_models import FakeMessagesListChat
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import StructuredTool
 
-from nextgpt.apps.agent import AgentLimits, NextGPTAgent, append_step
+from nextgpt.apps.agent import AgentLimits, NextGPTAgent, Workspace, append_step
 from nextgpt.apps.agent.messages import to_nextgpt_messages
+from nextgpt.apps.agent.operations import DEADLINE, DeadlineExceeded, MediaOperations
 from nextgpt.apps.agent.tools import FORBIDDEN_TOOL_WORDS
 from nextgpt.dialogs.tool_calls import parse_tool_calls
 
@@ -214,3 +216,13 @@ def test_steps_display_as_gradio_chat_messages(tiny_pipe, tmp_path):
     rendered = gradio.Chatbot().postprocess(history).root
     kinds = [type(m.content[0]).__name__ for m in rendered]
     assert kinds == ["TextMessage", "TextMessage", "FileMessage", "TextMessage"]
+
+
+def test_deadline_cancels_a_running_generation(tiny_pipe, tmp_path):
+    ops = MediaOperations(tiny_pipe, Workspace(tmp_path), AgentLimits())
+    token = DEADLINE.set(time.monotonic() - 1)  # the run's deadline has passed
+    try:
+        with pytest.raises(DeadlineExceeded, match="wall-clock limit was reached while the tool was generating"):
+            ops.generate("audio", "rain", seed=None, steps=STEPS)
+    finally:
+        DEADLINE.reset(token)
