@@ -108,10 +108,13 @@ class Trainer:
         pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
         collate = Collator(pad)
         self.sampler = EpochSampler(len(train), config.seed, config.data.shuffle)
+        # Its own generator: creating an iterator must not draw from the global RNG (bit-exact resume).
         loader = DataLoader(DialogueDataset(train), batch_size=config.data.batch_size, sampler=self.sampler,
-                            collate_fn=collate, num_workers=config.data.num_workers)
+                            collate_fn=collate, num_workers=config.data.num_workers,
+                            generator=torch.Generator().manual_seed(config.seed))
         eval_loader = DataLoader(DialogueDataset(evals), batch_size=config.data.eval_batch_size or
-                                 config.data.batch_size, collate_fn=collate) if evals else None
+                                 config.data.batch_size, collate_fn=collate,
+                                 generator=torch.Generator().manual_seed(config.seed)) if evals else None
         self.module = TrainingModule(model, config.loss.signal_scale)
         self.optimizer = build_optimizer(self.module, config.optim)
         self.module, self.optimizer, self.loader = accelerator.prepare(self.module, self.optimizer, loader)
@@ -158,8 +161,8 @@ class Trainer:
         self.module.train()
         running: dict[str, float] = {}
         while self.step < self.total_steps:
-            self.sampler.set_epoch(epoch)
             loader = accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
+            loader.set_epoch(epoch)  # Accelerate's loader sets the sampler's epoch from its own counter
             position = skip
             for batch in loader:
                 position += 1
