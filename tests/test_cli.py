@@ -1,0 +1,52 @@
+"""The command line as a user runs it: a real subprocess, offline."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_PROXY": "*"}
+
+
+def run(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nextgpt.cli", *args], cwd=cwd, env=ENV, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_demo_writes_png_wav_mp4_and_prints_their_paths(tmp_path):
+    result = run("demo", "--output-dir", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    paths = {line.split(": ", 1)[0]: Path(line.split(": ", 1)[1]) for line in result.stdout.splitlines()
+             if line.split(": ", 1)[0] in ("image", "audio", "video")}
+    assert {p.suffix for p in paths.values()} == {".png", ".wav", ".mp4"}
+    for path in paths.values():
+        assert (tmp_path / path).is_file() and (tmp_path / path).stat().st_size > 0
+
+
+def test_generate_json_with_an_input_image(tmp_path, media_files):
+    result = run("generate", "what is this?", "--image", str(media_files["image"]), "--force", "audio",
+                 "--max-new-tokens", "4", "--json", "--output-dir", str(tmp_path / "o"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(result.stdout)
+    assert [m["modality"] for m in data["media"]] == ["audio"] and Path(data["media"][0]["path"]).is_file()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("info", "--preset", "nextgpt-13b"), "unknown preset 'nextgpt-13b'; available: ['nextgpt-7b', 'tiny']"),
+    (("generate", "hi", "--image", "/no/such.png", "--max-new-tokens", "2"), "/no/such.png"),
+    (("generate", "hi", "--force", "smell"), "cannot generate"),
+])
+def test_bad_input_gets_one_clear_line_not_a_traceback(tmp_path, args, needle):
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_info_prints_the_reference_trainables(tmp_path):
+    result = run("info", "--preset", "nextgpt-7b", "--no-decoders", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "133,590,272" in result.stdout
