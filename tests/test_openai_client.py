@@ -124,3 +124,13 @@ def test_errors_map_to_the_clients_exceptions(server, client):
     with pytest.raises(openai.BadRequestError, match="context"):
         client.chat.completions.create(model="nextgpt", messages=[{"role": "user", "content": "hi " * 2100}],
                                        max_tokens=8)
+
+
+def test_uploaded_file_is_referenced_by_id(client, tmp_path):
+    picture = tmp_path / "dot.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(picture)
+    with picture.open("rb") as handle:
+        file_id = client.files.create(file=handle, purpose="user_data").id
+    completion = client.chat.completions.create(model="nextgpt", max_tokens=4, messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is this?"}, {"type": "file", "file": {"file_id": file_id}}]}])
+    assert completion.usage.prompt_tokens > 15  # the image's tokens are in the prompt
