@@ -224,6 +224,9 @@ def tiny_audioldm_architecture(tokenizer_max_length: int = 16) -> dict[str, Any]
                 "resblock_kernel_sizes": [3, 7],
                 "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5]],
                 "normalize_before": False,
+                # HiFi-GAN's default init (0.01) shrinks a random 5-stage vocoder's output to ~1e-10, which
+                # 16-bit WAV stores as silence; 0.2 keeps untrained output audible without clipping.
+                "initializer_range": 0.2,
             },
         },
         "scheduler": AUDIOLDM_SCHEDULER,
