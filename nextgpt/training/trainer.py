@@ -234,6 +234,12 @@ class Trainer:
                 f"or check the data of this step; resume from the last checkpoint in {self.output_dir}/checkpoints")
 
     def _log(self, running: dict[str, float], bar: Any) -> None:
+        keys = sorted(running)  # every process has the same keys only when batches hold the same modalities
+        if self.accelerator.num_processes > 1:
+            local = torch.tensor([running[k] for k in keys], device=self.accelerator.device)
+            names = self.accelerator.gather_for_metrics([keys], use_gather_object=True)
+            if all(n == keys for n in names):
+                running = dict(zip(keys, self.accelerator.reduce(local, reduction="mean").tolist()))
         values = {f"train/{k}": v for k, v in running.items()}
         values["train/lr"] = self.scheduler.get_last_lr()[0]
         self.history.append({"step": self.step, **values})
