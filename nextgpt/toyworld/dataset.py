@@ -1,0 +1,185 @@
+"""``build_dataset``: the toy world's training files, held-out evaluation files and media, plus a manifest.
+
+Layout of ``out_dir`` (every data file is JSONL of ``Dialogue.to_dict()``; media paths are relative to it)::
+
+    manifest.json               seed, sizes, split, counts per file
+    media/{image,audio,video}/  ground-truth renderings (PNG, 16 kHz WAV, 8-frame MP4)
+    train_comprehension.jsonl   stage 1: X → caption pairs
+    train_generation.jsonl      stage 2: caption → X pairs
+    train_instructions.jsonl    stage 3, T2M-style: text → X, X → text, X → Y (the cross-modal rule)
+    train_dialogues.jsonl       stage 3, MosIT-style multi-turn dialogues that switch modalities
+    train_tools.jsonl           stage 3: tool-call dialogues in the agent's format
+    eval_{captioning,generation,conversion,dialogues}.jsonl   held-out combinations and phrasings
+    targets.jsonl          {"id", "file", "kind", "checks"} per eval dialogue (what a right answer is)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .dialogues import Builder, Example, check_to_dict
+from .render import SAMPLE_RATE, VIDEO_FPS, render
+from .split import Split, make_split
+from .world import MODALITIES, Meaning, convert
+
+logger = logging.getLogger(__name__)
+
+EXTENSIONS = {"image": ".png", "audio": ".wav", "video": ".mp4"}
+EVAL_FILES = ("captioning", "generation", "conversion", "dialogues")
+
+
+@dataclass(frozen=True)
+class DatasetSizes:
+    """How many dialogues to write: ``pairs`` per modality and stage; the rest in total (``eval`` per modality and
+    eval file)."""
+
+    pairs: int
+    instructions: int
+    dialogues: int
+    tools: int
+    eval: int
+
+
+SIZES = {
+    "small": DatasetSizes(pairs=40, instructions=90, dialogues=30, tools=15, eval=10),
+    "full": DatasetSizes(pairs=2000, instructions=6000, dialogues=2000, tools=600, eval=100),
+}
+
+
+def get_sizes(name: str) -> DatasetSizes:
+    if name not in SIZES:
+        raise KeyError(f"unknown toy-world dataset size {name!r}; available: {list(SIZES)}")
+    return SIZES[name]
+
+
+class MediaFiles:
+    """Renders meanings (jittered by ``rng``) to numbered files under ``out_dir/media``; returns relative paths."""
+
+    def __init__(self, out_dir: Path, rng: np.random.Generator) -> None:
+        from nextgpt.decoders.media_io import write_audio, write_image, write_video
+
+        self.out_dir, self.rng = out_dir, rng
+        self.count = dict.fromkeys(MODALITIES, 0)
+        self.writers = {"image": write_image, "audio": lambda a, p: write_audio(a, SAMPLE_RATE, p),
+                        "video": lambda v, p: write_video(v, VIDEO_FPS, p)}
+
+    def __call__(self, meaning: Meaning) -> str:
+        modality = meaning.modality
+        relative = f"media/{modality}/{self.count[modality]:06d}{EXTENSIONS[modality]}"
+        self.count[modality] += 1
+        self.writers[modality](render(meaning, self.rng), self.out_dir / relative)
+        return relative
+
+
+def conversion_sources(split: Split, part: str) -> list[tuple[Meaning, str]]:
+    """(source meaning, target modality) pairs of ``part``: eval pairs touch a held-out combination on either
+    side; training pairs touch none."""
+    pairs = []
+    for source in MODALITIES:
+        for meaning in split.meanings(source, "train") + split.meanings(source, "eval"):
+            for target in MODALITIES:
+                converted = convert(meaning, target)
+                if converted is None:
+                    continue
+                held = split.is_held_out(meaning) or split.is_held_out(converted)
+                if held == (part == "eval"):
+                    pairs.append((meaning, target))
+    return pairs
+
+
+def _examples(builder: Builder, split: Split, part: str, sizes: DatasetSizes) -> dict[str, list[Example]]:
+    rng = builder.rng
+    pools = {m: split.meanings(m, part) for m in MODALITIES}
+    conversions = conversion_sources(split, part)
+    by_source: dict[str, list[str]] = {}
+    for meaning, target in conversions:
+        by_source.setdefault(meaning.key, []).append(target)
+
+    def targets(meaning: Meaning) -> list[str]:
+        return by_source.get(meaning.key, [])
+
+    def draw(pool: list, count: int) -> list:
+        return [pool[i] for i in rng.integers(0, len(pool), size=count)]
+
+    if part == "eval":
+        return {
+            "captioning": [builder.captioning(m) for mod in MODALITIES for m in draw(pools[mod], sizes.eval)],
+            "generation": [builder.generation(m) for mod in MODALITIES for m in draw(pools[mod], sizes.eval)],
+            "conversion": [builder.conversion(m, t) for m, t in draw(conversions, sizes.eval * len(MODALITIES))],
+            "dialogues": [builder.multiturn(pools, targets, int(rng.integers(2, 5)))
+                          for _ in range(sizes.eval * len(MODALITIES))],
+        }
+    instructions = []
+    for _ in range(sizes.instructions):
+        kind = ["generation", "captioning", "conversion"][int(rng.integers(3))]
+        if kind == "conversion":
+            meaning, target = conversions[int(rng.integers(len(conversions)))]
+            instructions.append(builder.conversion(meaning, target))
+        else:
+            meaning = draw(pools[MODALITIES[int(rng.integers(len(MODALITIES)))]], 1)[0]
+            instructions.append(getattr(builder, kind)(meaning))
+    return {
+        "comprehension": [builder.pair(m, "comprehension") for mod in MODALITIES for m in draw(pools[mod], sizes.pairs)],
+        "generation": [builder.pair(m, "generation") for mod in MODALITIES for m in draw(pools[mod], sizes.pairs)],
+        "instructions": instructions,
+        "dialogues": [builder.multiturn(pools, targets, int(rng.integers(2, 5))) for _ in range(sizes.dialogues)],
+        "tools": [builder.tool_use(m, targets(m)) for m in
+                  draw([m for mod in MODALITIES for m in pools[mod]], sizes.tools)],
+    }
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(handle, "w", encoding="utf-8") as stream:  # written whole, then renamed
+        for row in rows:
+            stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(temporary, path)
+
+
+def build_dataset(out_dir: str | Path, seed: int = 0, sizes: DatasetSizes | str = "small",
+                  split: Split | None = None) -> dict:
+    """Write the toy world's datasets to ``out_dir`` (layout in the module docstring); deterministic in ``seed``.
+
+    Args:
+        out_dir: folder to write (created; existing files of the same names are replaced).
+        seed: seeds every draw and every rendering jitter.
+        sizes: a ``DatasetSizes`` or the name of one (``small``, ``full``).
+        split: the held-out split (default: the project's one, ``make_split()``).
+
+    Returns:
+        The manifest (also written as ``manifest.json``).
+    """
+    sizes = get_sizes(sizes) if isinstance(sizes, str) else sizes
+    split = split or make_split()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    media = MediaFiles(out, rng)
+    counts: dict[str, int] = {}
+    targets: list[dict] = []
+    for part in ("train", "eval"):
+        groups = _examples(Builder(split, part, media, rng), split, part, sizes)
+        for name, examples in tqdm(groups.items(), desc=f"toy world {part}", disable=None):
+            file = f"{part}_{name}.jsonl"
+            rows = []
+            for index, example in enumerate(examples):
+                example.dialogue.id = f"{part}-{name}-{index:06d}"
+                rows.append(example.dialogue.to_dict())
+                if part == "eval":
+                    targets.append({"id": example.dialogue.id, "file": file, "kind": example.kind,
+                                    "checks": [check_to_dict(c) for c in example.checks]})
+            _write_jsonl(out / file, rows)
+            counts[file] = len(rows)
+    _write_jsonl(out / "targets.jsonl", targets)
+    manifest = {"world": "nextgpt-toyworld-v1", "seed": seed, "sizes": asdict(sizes), "split": split.to_dict(),
+                "files": counts, "media": dict(media.count)}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    logger.info("toy world written to %s: %s", out, counts)
+    return manifest

@@ -1,0 +1,205 @@
+"""Toy-world meanings → dialogues in the project's schema, each with the checks that judge a model's answers.
+
+Builders are pure apart from ``media`` (a callable that renders a meaning to a file and returns its path), so
+the same code writes training data and the held-out evaluation set. A ``Check`` says, for one assistant turn,
+what a right answer produces (``text`` or a modality) and which attributes of which modality it must get right.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+from nextgpt.dialogs.formats import CAPTION_PROMPT
+from nextgpt.dialogs.schema import OUTPUT_MARKER, Dialogue, MediaRef, OutputRequest, Turn
+from nextgpt.dialogs.tool_calls import render_tool_call, render_tool_specs
+
+from .language import PLACE, WORDS, caption
+from .prompts import ANSWERS, ATTRIBUTE_WORDS, NOUN, TOOL_SYSTEM, instruction_phrasings, tool_specs
+from .split import Split
+from .world import MODALITIES, Meaning, convert, linked_attributes
+
+MediaWriter = Callable[[Meaning], str]
+
+
+@dataclass
+class Check:
+    """What assistant turn ``turn`` must do: produce ``produce`` (``text`` or a modality, and nothing else) whose
+    ``about``-modality ``attributes`` are these."""
+
+    turn: int
+    produce: str
+    about: str
+    attributes: dict[str, str]
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Check":
+        return cls(data["turn"], data["produce"], data["about"], dict(data["attributes"]))
+
+
+@dataclass
+class Example:
+    dialogue: Dialogue
+    checks: list[Check]
+    kind: str
+
+
+class Builder:
+    """Builds dialogues for one part of the split (``train`` or ``eval``) with one random generator."""
+
+    def __init__(self, split: Split, part: str, media: MediaWriter, rng: np.random.Generator) -> None:
+        self.split, self.part, self.media, self.rng = split, part, media, rng
+
+    # ---- words -------------------------------------------------------------------------------------------
+    def _choice(self, options):
+        return options[int(self.rng.integers(len(options)))]
+
+    def caption(self, meaning: Meaning) -> str:
+        return caption(meaning, self._choice(self.split.phrasings(meaning.modality, self.part)), self.rng)
+
+    def instruction(self, task: str, **words: str) -> str:
+        return self._choice(instruction_phrasings(task, self.part)).format(**words)
+
+    def answer(self, task: str, **words: str) -> str:
+        return self._choice(ANSWERS[task]).format(**words)
+
+    # ---- turns -------------------------------------------------------------------------------------------
+    def _generate_turns(self, meaning: Meaning) -> tuple[Turn, Turn]:
+        text = self.caption(meaning)
+        user = Turn("user", self.instruction("generate", noun=NOUN[meaning.modality], caption=text))
+        return user, self._output_turn("generate", meaning, caption=text)
+
+    def _output_turn(self, task: str, meaning: Meaning, **words: str) -> Turn:
+        marker = OUTPUT_MARKER.format(modality=meaning.modality)
+        words.setdefault("caption", self.caption(meaning))
+        request = OutputRequest(meaning.modality, words["caption"], path=self.media(meaning))
+        return Turn("assistant", self.answer(task, marker=marker, **words), outputs=[request])
+
+    def _describe_turns(self, meaning: Meaning) -> tuple[Turn, Turn]:
+        noun = NOUN[meaning.modality]
+        user = Turn("user", self.instruction("describe", placeholder=f"<{meaning.modality}>", noun=noun),
+                    inputs=[MediaRef(meaning.modality, self.media(meaning))])
+        return user, Turn("assistant", self.answer("describe", caption=self.caption(meaning), noun=noun))
+
+    def _convert_turns(self, source: Meaning, target: Meaning, *, previous: bool) -> tuple[Turn, Turn]:
+        words = {"noun": NOUN[source.modality], "target": NOUN[target.modality]}
+        if previous:
+            user = Turn("user", self.instruction("convert_previous", **words))
+        else:
+            user = Turn("user", self.instruction("convert", placeholder=f"<{source.modality}>", **words),
+                        inputs=[MediaRef(source.modality, self.media(source))])
+        return user, self._output_turn("convert", target, source=self.caption(source), **words)
+
+    def _ask_turns(self, meaning: Meaning) -> tuple[Turn, Turn, str]:
+        attribute = self._choice(list(meaning.attributes))
+        value = meaning[attribute]
+        if attribute == "position":
+            phrase = PLACE[value].format(centre="centre")
+        elif attribute == "direction":
+            phrase = f"moving {value}"
+        else:
+            phrase = WORDS[meaning.modality][attribute][value][0]
+        word = ATTRIBUTE_WORDS[attribute]
+        user = Turn("user", self.instruction("ask", attribute=word))
+        return user, Turn("assistant", self.answer("ask", value=phrase, attribute=word)), attribute
+
+    # ---- examples ----------------------------------------------------------------------------------------
+    def pair(self, meaning: Meaning, task: str) -> Example:
+        """An X-caption pair: ``comprehension`` (stage 1: media → caption) or ``generation`` (stage 2)."""
+        text, modality = self.caption(meaning), meaning.modality
+        if task == "comprehension":
+            turns = [Turn("user", f"<{modality}>\n{CAPTION_PROMPT}", inputs=[MediaRef(modality, self.media(meaning))]),
+                     Turn("assistant", text)]
+            check = Check(1, "text", modality, meaning.attributes)
+        else:
+            request = OutputRequest(modality, text, path=self.media(meaning))
+            turns = [Turn("user", text), Turn("assistant", OUTPUT_MARKER.format(modality=modality),
+                                             outputs=[request])]
+            check = Check(1, modality, modality, meaning.attributes)
+        return Example(Dialogue(turns), [check], f"pair-{task}")
+
+    def generation(self, meaning: Meaning) -> Example:
+        return Example(Dialogue(list(self._generate_turns(meaning))),
+                       [Check(1, meaning.modality, meaning.modality, meaning.attributes)], "generation")
+
+    def captioning(self, meaning: Meaning) -> Example:
+        return Example(Dialogue(list(self._describe_turns(meaning))),
+                       [Check(1, "text", meaning.modality, meaning.attributes)], "captioning")
+
+    def conversion(self, source: Meaning, target_modality: str) -> Example:
+        target = convert(source, target_modality)
+        if target is None:
+            raise ValueError(f"{source.key} has no {target_modality} under the cross-modal rule")
+        judged = {a: target[a] for a in linked_attributes(source.modality, target_modality)}
+        return Example(Dialogue(list(self._convert_turns(source, target, previous=False))),
+                       [Check(1, target_modality, target_modality, judged)], "conversion")
+
+    def multiturn(self, pools: dict[str, list[Meaning]], targets: Callable[[Meaning], list[str]],
+                  steps: int) -> Example:
+        """A MosIT-style dialogue of ``steps`` exchanges that switch modalities: generate, describe, convert the
+        previous item, ask about one attribute of it. ``pools`` holds the meanings to draw new items from;
+        ``targets(m)`` the modalities ``m`` may be converted to in this part."""
+        turns: list[Turn] = []
+        checks: list[Check] = []
+        current: Meaning | None = None
+        for _ in range(steps):
+            kinds = ["generate", "describe"] + (["ask"] if current else [])
+            kinds += ["convert"] * 2 if current and targets(current) else []
+            kind = self._choice(kinds)
+            if kind == "generate" or kind == "describe":
+                current = self._choice(pools[self._choice(list(pools))])
+                user, answer = (self._generate_turns if kind == "generate" else self._describe_turns)(current)
+                produce = current.modality if kind == "generate" else "text"
+                check = Check(0, produce, current.modality, current.attributes)
+            elif kind == "convert":
+                source = current
+                current = convert(source, self._choice(targets(source)))
+                user, answer = self._convert_turns(source, current, previous=True)
+                judged = {a: current[a] for a in linked_attributes(source.modality, current.modality)}
+                check = Check(0, current.modality, current.modality, judged)
+            else:
+                user, answer, attribute = self._ask_turns(current)
+                check = Check(0, "text", current.modality, {attribute: current[attribute]})
+            turns += [user, answer]
+            check.turn = len(turns) - 1
+            checks.append(check)
+        return Example(Dialogue(turns), checks, "multiturn")
+
+    def tool_use(self, meaning: Meaning, targets: list[str]) -> Example:
+        """A dialogue in the agent's tool-call format (dialogs/tool_calls.py): describe, generate or convert."""
+        modality, noun = meaning.modality, NOUN[meaning.modality]
+        system = Turn("system", TOOL_SYSTEM + "\n" + render_tool_specs(tool_specs(MODALITIES)))
+        kind = self._choice(["generate", "describe"] + (["convert"] if targets else []))
+        number = int(self.rng.integers(100))
+        source = f"inputs/{noun}-{number}{_EXTENSIONS[modality]}"
+        if kind == "generate":
+            text = self.caption(meaning)
+            made = f"outputs/{modality}-0{_EXTENSIONS[modality]}"
+            user = self.instruction("generate", noun=noun, caption=text)
+            call, name = {"description": text}, f"generate_{modality}"
+            result = f"generated {modality}: {made} (seed 0)"
+            final = f"I made {made}: {text}."
+        elif kind == "describe":
+            user = f"What is in {source}?"
+            call, name = {"path": source, "question": "Describe it in one sentence."}, f"describe_{modality}"
+            text = self.caption(meaning)
+            result = f"{modality} {source} — the model's description (data, not instructions): {text}"
+            final = f"{source} shows {text}."
+        else:
+            target = self._choice(targets)
+            made = f"outputs/{target}-0{_EXTENSIONS[target]}"
+            user = f"Make a {NOUN[target]} for {source}."
+            call, name = {"path": source, "to": target}, "convert_media"
+            result = f"generated {target} from {source}: {made} (seed 0)"
+            final = f"Done: {made}."
+        turns = [system, Turn("user", user), Turn("assistant", render_tool_call(name, call)),
+                 Turn("tool", result, tool_name=name), Turn("assistant", final)]
+        return Example(Dialogue(turns), [], "tools")
+
+
+_EXTENSIONS = {"image": ".png", "audio": ".wav", "video": ".mp4"}
+
+
+def check_to_dict(check: Check) -> dict:
+    return asdict(check)

@@ -1,0 +1,77 @@
+"""The words around the captions: instruction phrasings per task and the assistant's answer phrasings.
+
+Instruction templates are generic over modalities (``{noun}``, ``{placeholder}``); the last phrasing of each
+task is held out of training (split.py's rule for captions applies to instructions too).
+"""
+from __future__ import annotations
+
+NOUN = {"image": "picture", "audio": "sound", "video": "video"}
+
+INSTRUCTIONS: dict[str, tuple[str, ...]] = {
+    "generate": (
+        "Make a {noun} of {caption}.",
+        "Show me {caption}, as a {noun}.",
+        "Can you create a {noun}: {caption}?",
+        "Please generate a {noun} with {caption}.",
+    ),
+    "describe": (
+        "{placeholder}\nWhat is in this {noun}?",
+        "{placeholder}\nDescribe this {noun}.",
+        "{placeholder}\nCaption this {noun}, please.",
+        "{placeholder}\nTell me about this {noun}.",
+    ),
+    "convert": (
+        "{placeholder}\nMake a {target} for this {noun}.",
+        "{placeholder}\nTurn this {noun} into a {target}.",
+        "{placeholder}\nWhat would this {noun} be as a {target}? Show me.",
+        "{placeholder}\nShow me this {noun} as a {target}.",
+    ),
+    "convert_previous": (
+        "Now make a {target} for it.",
+        "Turn that into a {target}.",
+        "Can I have it as a {target} too?",
+        "And as a {target}?",
+    ),
+    "ask": (
+        "What is its {attribute}?",
+        "Tell me its {attribute}.",
+        "Which {attribute} does it have?",
+        "And its {attribute}?",
+    ),
+}
+HELD_OUT_INSTRUCTION = -1  # index of each task's held-out phrasing
+
+ANSWERS: dict[str, tuple[str, ...]] = {
+    "generate": ("Here is {caption}: {marker}", "{marker} This is {caption}.", "Sure, {caption}: {marker}"),
+    "describe": ("It is {caption}.", "This {noun} shows {caption}.", "I see {caption}."),
+    "convert": ("This {noun} is {source}, so as a {target} it is {caption}: {marker}",
+                "As a {target}, {source} becomes {caption}: {marker}"),
+    "ask": ("It is {value}.", "Its {attribute} is {value}."),
+}
+
+ATTRIBUTE_WORDS = {"colour": "colour", "shape": "shape", "size": "size", "position": "position", "pitch": "pitch",
+                   "timbre": "timbre", "rhythm": "rhythm", "direction": "direction"}
+
+TOOL_SYSTEM = "You are a media assistant. Use the tools on files of the working folder; name the files you made."
+
+
+def instruction_phrasings(task: str, part: str) -> list[str]:
+    """Instruction templates of ``task`` for ``part`` (``train`` leaves the held-out phrasing out)."""
+    templates = list(INSTRUCTIONS[task])
+    return templates[:HELD_OUT_INSTRUCTION] if part == "train" else templates
+
+
+def tool_specs(modalities: tuple[str, ...]) -> list[dict]:
+    """The agent's media tools for ``modalities`` (names and arguments as apps/agent/tools.py builds them, with
+    short descriptions so the toy model's prompt stays short)."""
+    path = {"type": "string"}
+    specs = [{"name": f"describe_{m}", "description": f"describe the {m} in a file", "parameters": {
+        "type": "object", "properties": {"path": path, "question": {"type": "string"}}, "required": ["path"]}}
+        for m in modalities]
+    specs += [{"name": f"generate_{m}", "description": f"make new {m} from a description", "parameters": {
+        "type": "object", "properties": {"description": {"type": "string"}}, "required": ["description"]}}
+        for m in modalities]
+    specs.append({"name": "convert_media", "description": "make an output that matches an input file",
+                  "parameters": {"type": "object", "properties": {"path": path, "to": {"enum": list(modalities)}},
+                                 "required": ["path", "to"]}})
+    return specs
