@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -160,6 +161,7 @@ class Trainer:
                    disable=not (config.progress_bar and accelerator.is_local_main_process))
         self.module.train()
         running: dict[str, float] = {}
+        started = time.perf_counter()
         while self.step < self.total_steps:
             loader = accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
             loader.set_epoch(epoch)  # Accelerate's loader sets the sampler's epoch from its own counter
@@ -199,6 +201,7 @@ class Trainer:
                 continue
             break
         bar.close()
+        self.loop_seconds = time.perf_counter() - started  # the optimizer steps only (no setup, eval, save)
         if self.eval_loader is not None:
             self.evaluate()
         final = self._save_final()
