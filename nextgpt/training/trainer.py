@@ -27,6 +27,7 @@ from . import cache as cache_store
 from .checkpoints import latest_checkpoint, read_marker, save_checkpoint
 from .config import TrainConfig
 from .data import Batch, Collator, DialogueDataset, EpochSampler, load_examples
+from .denoise import Denoiser
 from .features import FeatureSource
 from .module import TrainingModule
 from .optim import build_optimizer, build_scheduler
@@ -106,6 +107,8 @@ class Trainer:
         train = load_examples(data.train, layout, data.max_length, **options)
         evals = load_examples(data.eval, layout, data.max_length, **options) if data.eval else []
         self.features = FeatureSource(self.pipe, self._open_cache(), accelerator.device)
+        denoise = config.loss.denoise
+        self.denoiser = Denoiser(self.pipe.decoders, denoise.snr_gamma) if denoise.enabled else None
         pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
         collate = Collator(pad)
         self.sampler = EpochSampler(len(train), config.seed, config.data.shuffle)
@@ -219,11 +222,20 @@ class Trainer:
             media, [r.modality for r in batch.inputs], batch.signal_rows.to(device),
             batch.signal_starts.to(device), [r.modality for r in batch.outputs], targets,
         )
-        out.pop("conditions")
+        conditions = out.pop("conditions")
+        if self.denoiser is not None:
+            for modality, features in conditions.items():
+                requests = [r for r in batch.outputs if r.modality == modality]
+                keep = [i for i, r in enumerate(requests) if r.path]
+                if keep:
+                    out[f"denoise/{modality}"] = self.denoiser.loss(modality, [requests[i].path for i in keep],
+                                                                    features[keep])
         total = config.loss.lm_weight * out["lm"]
         for key, value in out.items():
             if key.startswith("signal/"):
                 total = total + config.loss.signal_weight * config.loss.signal_scale.get(key[7:], 1.0) * value
+            elif key.startswith("denoise/"):
+                total = total + config.loss.denoise.weight * value
         out["total"] = total
         return out
 

@@ -1,0 +1,69 @@
+"""Loss definitions: the stage-2 distance is a mean per-token L2 norm (not MSE), min-SNR weights, the warmup/decay
+schedule, and the optional denoising loss through the frozen tiny Stable Diffusion UNet."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from nextgpt.training import Trainer, load_train_config, synthetic
+from nextgpt.training.config import OptimConfig
+from nextgpt.training.losses import min_snr_weights, signal_distance
+from nextgpt.training.optim import lr_factor
+
+
+def test_signal_distance_is_the_mean_per_token_euclidean_norm():
+    conditions = torch.zeros(2, 3, 4)
+    targets = torch.zeros(2, 3, 4)
+    targets[0, 0] = torch.tensor([3.0, 4.0, 0.0, 0.0])  # one token at distance 5
+    assert signal_distance(conditions, targets).item() == pytest.approx(5 / 6)
+    with pytest.raises(ValueError, match=r"\(2, 3, 4\).*\(2, 1, 4\)"):
+        signal_distance(conditions, targets[:, :1])
+
+
+def test_min_snr_weights():
+    alphas = torch.tensor([0.99, 0.5, 0.01])
+    weights = min_snr_weights(alphas, torch.tensor([0, 1, 2]), gamma=5.0)
+    snr = alphas / (1 - alphas)
+    assert torch.allclose(weights, torch.clamp(snr, max=5.0) / snr)
+    assert torch.equal(min_snr_weights(alphas, torch.tensor([0, 1]), gamma=None), torch.ones(2))
+
+
+def test_warmup_then_cosine_decay():
+    config = OptimConfig(warmup_steps=2, schedule="cosine", min_lr_ratio=0.1)
+    factors = [lr_factor(step, 10, config) for step in range(10)]
+    assert factors[:2] == [0.5, 1.0]
+    assert factors[2] == pytest.approx(1.0) and all(a >= b for a, b in zip(factors[2:], factors[3:]))
+    assert lr_factor(10, 10, config) == pytest.approx(0.1)
+    assert lr_factor(6, 10, OptimConfig(warmup_steps=2, schedule="linear")) == pytest.approx(0.5)
+    assert not math.isnan(lr_factor(0, 1, OptimConfig()))
+
+
+def test_denoising_loss_trains_through_the_frozen_unet(tmp_path):
+    torch.set_num_threads(1)
+    images = synthetic.write_images(tmp_path / "media")
+    lines = [{"turns": [{"role": "user", "text": f"draw {caption}"},
+                        {"role": "assistant", "text": "<output:image>",
+                         "outputs": [{"modality": "image", "caption": caption, "path": path}]}]}
+             for caption, path in images.items()]
+    data = tmp_path / "gen.jsonl"
+    data.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    config = load_train_config("configs/tiny/stage2.yaml", [
+        "model={preset: tiny}", f"data.train=[{data}]", f"output_dir={tmp_path / 'run'}", "max_steps=4",
+        "progress_bar=false", "log_with=[]", "loss.denoise.enabled=true", "loss.lm_weight=0",
+        "loss.signal_weight=0", "optim.warmup_steps=0"])
+    trainer = Trainer(config)
+    trainer.train()
+    history = trainer.history
+    assert all("train/denoise/image" in h for h in history)
+    assert all(math.isfinite(h["train/denoise/image"]) for h in history)
+    unet = trainer.pipe.decoders["image"].pipeline.unet
+    assert not any(p.requires_grad for p in unet.parameters())  # the decoder stays frozen
+    # only the denoising loss was on: the output projector moved, so the gradient went through the UNet
+    from nextgpt.pipeline import NextGPT
+
+    fresh = NextGPT.from_preset("tiny").model.output_projectors["image"].state_dict()
+    trained = trainer.pipe.model.output_projectors["image"].state_dict()
+    assert any(not torch.equal(fresh[k], trained[k]) for k in fresh)
