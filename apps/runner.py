@@ -7,7 +7,9 @@ deadline stops the generation at the next event (item 9).
 
 The generation itself runs in a worker thread, so a consumer is never stuck behind a generation that stopped
 producing events: it raises at its deadline, while the worker keeps the slot until the pipeline has actually
-returned. That keeps the pipeline's one-generation-at-a-time contract even when a generation hangs.
+returned. That keeps the pipeline's one-generation-at-a-time contract even when a generation hangs. The worker
+checks the deadline and the consumer's ``cancelled`` itself at every event, so a generation also stops when
+its consumer is suspended and never asks for the next event again.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-from nextgpt.events import Event
+from nextgpt.events import Event, Finished
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +108,13 @@ class Runner:
         self._admit(deadline, cancelled)
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
-        threading.Thread(target=self._work, args=(pipeline, messages, options, events, stop),
+
+        def should_stop() -> bool:  # the worker asks too: a consumer may be suspended and never look again
+            return stop.is_set() or cancelled() or time.monotonic() > deadline
+
+        threading.Thread(target=self._work, args=(pipeline, messages, options, events, should_stop),
                          name="nextgpt-request", daemon=True).start()
+        finished = False
         try:
             while True:
                 self._check(deadline, cancelled)
@@ -116,9 +123,12 @@ class Runner:
                 except queue.Empty:
                     continue
                 if item is _DONE:
+                    if not finished:
+                        self._check(deadline, cancelled)  # a worker that stopped early: say why
                     return
                 if isinstance(item, BaseException):
                     raise item
+                finished = isinstance(item, Finished)
                 yield item
         finally:
             stop.set()
@@ -144,14 +154,15 @@ class Runner:
         if time.monotonic() > deadline:
             raise DeadlineExceeded(f"the request took longer than its {self.deadline_s:g} s deadline and was stopped")
 
-    def _work(self, pipeline: Any, messages: Any, options: Any, events: queue.Queue, stop: threading.Event) -> None:
+    def _work(self, pipeline: Any, messages: Any, options: Any, events: queue.Queue,
+              should_stop: Callable[[], bool]) -> None:
         """Worker thread: forward events until done or told to stop; the slot is freed only when the pipeline
         has really returned."""
         try:
             stream = pipeline.stream(messages, options)
             try:
                 for event in stream:
-                    if stop.is_set():
+                    if should_stop():
                         logger.info("generation stopped: its request ended")
                         break
                     events.put(event)

@@ -9,6 +9,7 @@ response and the server keeps serving. See docs/api.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
@@ -54,7 +55,12 @@ def create_app(runner: Runner, *, output_dir: str | Path, limits: ServeLimits = 
     output_dir = Path(output_dir).resolve()
     work_dir = Path(tempfile.mkdtemp(prefix="nextgpt-serve-"))
     files = FileStore(work_dir / "uploads", limits.max_stored_files)
-    app = FastAPI(title="nextgpt", docs_url=None, redoc_url=None, openapi_url=None)
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        shutil.rmtree(work_dir, ignore_errors=True)  # uploads and per-request media
+
+    app = FastAPI(title="nextgpt", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
     if api_key:
         app.add_middleware(APIKeyMiddleware, api_key=api_key)
@@ -130,6 +136,7 @@ def create_app(runner: Runner, *, output_dir: str | Path, limits: ServeLimits = 
                 return fail(error)
             finally:
                 cancel.set()
+                await events.aclose()
                 shutil.rmtree(folder, ignore_errors=True)
         try:  # wait for the first event, so that refusals (busy, bad media) are still HTTP errors
             first = await _until_disconnect(anext(events, _END), request, cancel)
@@ -192,7 +199,11 @@ async def _events(runner: Runner, messages: list, options: Any, cancel: threadin
                 return
             yield event
     finally:
-        cancel.set()  # an abandoned next() sees this within the runner's poll interval and stops the generation
+        cancel.set()
+        try:
+            iterator.close()  # a suspended runner stream stops its generation now
+        except ValueError:
+            pass  # still inside an abandoned next(): it sees ``cancel`` within the runner's poll interval
 
 
 async def _until_disconnect(awaitable: Any, request: Request, cancel: threading.Event) -> Any:
@@ -211,6 +222,8 @@ async def _until_disconnect(awaitable: Any, request: Request, cancel: threading.
     finally:
         if not task.done():
             task.cancel()
+            with anyio.CancelScope(shield=True):  # let it finish, so its generator can be closed afterwards
+                await asyncio.wait({task})
 
 
 async def _complete(events: AsyncIterator, request: Request, cancel: threading.Event, cid: str, model: str,
@@ -254,7 +267,8 @@ async def _sse(first: Any, events: AsyncIterator, request: Request, cancel: thre
         yield line(schema.error_body(public.message, public.kind, public.status))
     finally:
         cancel.set()
-        await events.aclose()
+        with anyio.CancelScope(shield=True):  # runs even when starlette cancelled the response
+            await events.aclose()
         shutil.rmtree(folder, ignore_errors=True)
 
 
