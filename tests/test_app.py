@@ -5,6 +5,7 @@ memory); the last ones use the real tiny preset for media.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -248,3 +249,22 @@ def wait_for(condition, timeout_s=5.0):
             return False
         time.sleep(0.02)
     return True
+
+
+def test_app_command_defaults_are_safe(monkeypatch):
+    from nextgpt.cli import build_parser
+
+    monkeypatch.delenv("NEXTGPT_APP_AUTH", raising=False)
+    args = build_parser().parse_args(["app"])
+    assert (args.host, args.share, args.auth) == ("127.0.0.1", False, None)
+
+
+def test_examples_and_controls_are_offered(app):
+    config = httpx.get(f"{app[0]}/config", timeout=10).json()
+    labels = {c.get("props", {}).get("label") for c in config["components"]}
+    for control in ("seed", "diffusion steps (0: decoder default)", "guidance scale (0: decoder default)",
+                    "max new tokens", "temperature (0: greedy)", "force an output modality",
+                    "forbid an output modality", "generated files"):
+        assert control in labels, control
+    examples = [c for c in config["components"] if c.get("type") == "dataset"]
+    assert examples and "Draw a red circle." in json.dumps(examples[0]["props"])
