@@ -49,12 +49,14 @@ def _weights(folder):
     return load_file(str(folder / "model.safetensors"))
 
 
-def test_ten_steps_equal_five_crash_resume_five(data, tmp_path):
-    straight = Trainer(_config(data, tmp_path / "straight")).train()
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_ten_steps_equal_five_crash_resume_five(data, tmp_path, accumulation):
+    options = {"gradient_accumulation_steps": accumulation, "data.batch_size": 4 // accumulation}
+    straight = Trainer(_config(data, tmp_path / "straight", **options)).train()
     with pytest.raises(Crash):
-        Trainer(_config(data, tmp_path / "resumed"), callbacks=[_crash_at(5)]).train()
+        Trainer(_config(data, tmp_path / "resumed", **options), callbacks=[_crash_at(5)]).train()
     assert checkpoints.latest_checkpoint(tmp_path / "resumed").name == "step-00000005"
-    resumed_trainer = Trainer(_config(data, tmp_path / "resumed"))
+    resumed_trainer = Trainer(_config(data, tmp_path / "resumed", **options))
     resumed = resumed_trainer.train(resume="auto")
     assert resumed_trainer.history[0]["step"] == 6
     a, b = _weights(straight), _weights(resumed)

@@ -27,10 +27,10 @@ def workdir(tmp_path_factory):
     return root, base, files
 
 
-def _run(stage: int, source, files, root) -> tuple[Trainer, object]:
+def _run(stage: int, source, files, root, *extra: str) -> tuple[Trainer, object]:
     config = load_train_config(f"configs/tiny/stage{stage}.yaml", [
         f"model={{checkpoint: {source}}}", f"data.train=[{files[stage]}]", f"output_dir={root / f'stage{stage}'}",
-        "progress_bar=false", "log_with=[]",
+        "progress_bar=false", "log_with=[]", *extra,
     ])
     trainer = Trainer(config)
     return trainer, trainer.train()
@@ -50,8 +50,11 @@ def test_stages_halve_their_loss_and_chain(workdir):
     assert trainer1.trainable_count == sum(
         p.numel() for n, p in trainer1.pipe.model.named_parameters() if n.startswith("input_projectors."))
 
-    trainer2, final2 = _run(2, final1, files, root)
+    trainer2, final2 = _run(2, final1, files, root, f"data.eval=[{files[2]}]", "eval_every=10")
     _falls_by_half(trainer2)
+    evals = trainer2.eval_history  # every 10 steps (the end is step 20: not evaluated twice)
+    assert [e["step"] for e in evals] == [10, 20]
+    assert evals[-1]["eval/total"] < evals[0]["eval/total"]
     assert "train/signal/image" in trainer2.history[-1]
     # only the added rows of the embedding tables moved
     from nextgpt.pipeline import NextGPT

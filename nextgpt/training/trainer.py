@@ -86,7 +86,8 @@ class Trainer:
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
         self.step = 0
-        self.history: list[dict[str, float]] = []
+        self.history: list[dict[str, float]] = []  # per optimizer step: train/* losses and lr
+        self.eval_history: list[dict[str, float]] = []
 
     # ---- setup ---------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -205,7 +206,7 @@ class Trainer:
             break
         bar.close()
         self.loop_seconds = time.perf_counter() - started  # the optimizer steps only (no setup, eval, save)
-        if self.eval_loader is not None:
+        if self.eval_loader is not None and not (self.eval_history and self.eval_history[-1]["step"] == self.step):
             self.evaluate()
         final = self._save_final()
         accelerator.end_training()
@@ -278,6 +279,7 @@ class Trainer:
         result = {f"eval/{k}": float(self.accelerator.reduce(v, reduction="sum") / count.clamp(min=1))
                   for k, v in sums.items()}
         self.accelerator.log(result, step=self.step)
+        self.eval_history.append({"step": self.step, **result})
         logger.info("eval at step %d: %s", self.step, result)
         return result
 
