@@ -8,8 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from nextgpt.training import NonFiniteLossError, Trainer, load_train_config, synthetic
-from nextgpt.training import checkpoints
+from nextgpt.training import NonFiniteLossError, Trainer, checkpoints, load_train_config, synthetic
 from nextgpt.training.data import DatasetError
 
 
@@ -28,7 +27,7 @@ def data(tmp_path_factory):
 
 def _config(data, out, **overrides):
     """Stage 3 on the tiny preset: LoRA dropout (RNG), both projectors, mixed batches, epochs crossed."""
-    sets = [f"model={{preset: tiny}}", f"data.train=[{data}]", f"output_dir={out}", "progress_bar=false",
+    sets = ["model={preset: tiny}", f"data.train=[{data}]", f"output_dir={out}", "progress_bar=false",
             "log_with=[]", "max_steps=10", "save_every=5", "keep_checkpoints=3", "optim.warmup_steps=3"]
     sets += [f"{k}={v}" for k, v in overrides.items()]
     return load_train_config("configs/tiny/stage3.yaml", sets)

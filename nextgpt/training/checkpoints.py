@@ -89,7 +89,8 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     root = checkpoint_root(output_dir)
     if not root.is_dir():
         return None
-    found = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := _NAME.match(p.name)) and (p / MARKER).is_file())
+    found = sorted((int(m.group(1)), p) for p in root.iterdir()
+                   if (m := _NAME.match(p.name)) and (p / MARKER).is_file())
     return found[-1][1] if found else None
 
 

@@ -177,8 +177,9 @@ class Trainer:
                     total = losses["total"]
                     self._check_finite(total, "loss", losses)
                     accelerator.backward(total)
-                    if accelerator.sync_gradients and config.optim.grad_clip is not None:
-                        norm = accelerator.clip_grad_norm_(self.module.parameters(), config.optim.grad_clip)
+                    if accelerator.sync_gradients:  # the norm is checked even without clipping (max inf)
+                        limit = config.optim.grad_clip if config.optim.grad_clip is not None else float("inf")
+                        norm = accelerator.clip_grad_norm_(self.module.parameters(), limit)
                         self._check_finite(norm, "gradient norm", losses)
                     self.optimizer.step()
                     self.optimizer.zero_grad(set_to_none=True)
