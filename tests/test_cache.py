@@ -62,6 +62,8 @@ def test_cache_of_other_frozen_parts_is_refused(setup):
     with pytest.raises(CacheMismatchError, match="encoder.weights") as caught:
         FeatureCache.open(root / "cache", fingerprint(other))
     assert "nextgpt data cache --overwrite" in str(caught.value)
+    with pytest.raises(CacheMismatchError, match="encoder.weights"):
+        FeatureCache.open_for(root / "cache", other)
     with pytest.raises(CacheMismatchError):
         build_cache(other, dialogues, root / "cache", Accelerator(cpu=True))
 
@@ -82,6 +84,18 @@ def test_training_reads_the_cache_and_falls_back_live(setup, tmp_path):
     assert live.features.cache is None
     assert [h["train/total"] for h in with_cache.history] == pytest.approx(
         [h["train/total"] for h in live.history], rel=1e-4)
+
+
+def test_stage1_with_a_cache_never_loads_the_decoders(setup, tmp_path):
+    root, files, _, _ = setup
+    sets = ["model={preset: tiny}", f"data.train=[{files[0]}]", f"output_dir={tmp_path / 'run'}", "max_steps=2",
+            "progress_bar=false", "log_with=[]", f"data.cache_dir={root / 'cache'}"]
+    loaded = []
+    trainer = Trainer(load_train_config("configs/tiny/stage1.yaml", sets), callbacks=[
+        lambda trainer, step: loaded.append(any(d.loaded for d in trainer.pipe.decoders.values()))])
+    trainer.train()  # (saving the tiny model's final folder then writes its random decoders)
+    assert trainer.features.misses == 0
+    assert loaded == [False, False]
 
 
 def test_a_folder_without_manifest_means_live_encoding(tmp_path, tiny_pipe):

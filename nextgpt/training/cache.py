@@ -75,23 +75,26 @@ def weights_digest(module: torch.nn.Module | None) -> str | None:
     return digest.hexdigest()
 
 
-def fingerprint(pipe: Any) -> dict[str, Any]:
-    """What the cached features depend on: the encoder and each decoder's text encoder (kind, sizes, weights)."""
-    config = pipe.config
-    encoder = config.encoder
-    result: dict[str, Any] = {
-        "encoder": {"kind": encoder.kind, "embed_dim": encoder.embed_dim, "options": encoder.options,
-                    "weights": weights_digest(pipe.model.encoder)},
-        "decoders": {},
-    }
-    for spec in config.output_modalities:
-        pipeline = pipe.decoders[spec.name].pipeline
-        result["decoders"][spec.name] = {
-            "kind": spec.decoder.kind, "condition_tokens": spec.decoder.condition_tokens,
+def encoder_fingerprint(pipe: Any) -> dict[str, Any]:
+    """What cached media embeddings depend on: the encoder's kind, size, preprocessing options and weights."""
+    encoder = pipe.config.encoder
+    return {"kind": encoder.kind, "embed_dim": encoder.embed_dim, "options": encoder.options,
+            "weights": weights_digest(pipe.model.encoder)}
+
+
+def decoder_fingerprint(pipe: Any, modality: str) -> dict[str, Any]:
+    """What cached caption targets of ``modality`` depend on: the decoder kind, condition shape, text encoder."""
+    spec = pipe.config.modality(modality)
+    pipeline = pipe.decoders[modality].pipeline
+    return {"kind": spec.decoder.kind, "condition_tokens": spec.decoder.condition_tokens,
             "condition_dim": spec.decoder.condition_dim,
-            "text_encoder": weights_digest(getattr(pipeline, "text_encoder", None)),
-        }
-    return result
+            "text_encoder": weights_digest(getattr(pipeline, "text_encoder", None))}
+
+
+def fingerprint(pipe: Any) -> dict[str, Any]:
+    """The fingerprint of every frozen part (loads every decoder's pipeline)."""
+    return {"encoder": encoder_fingerprint(pipe),
+            "decoders": {spec.name: decoder_fingerprint(pipe, spec.name) for spec in pipe.config.output_modalities}}
 
 
 def _describe_difference(found: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
@@ -114,6 +117,8 @@ class FeatureCache:
         self.manifest = manifest
         self._index: dict[str, str] = {}
         self._handles: dict[str, Any] = {}
+        self._pipe: Any = None
+        self._checked: set[str] = set()
         for shard in manifest.get("shards", []):
             with safe_open(str(self.folder / SHARDS / shard), framework="pt") as handle:
                 for key in handle.keys():
@@ -135,12 +140,42 @@ class FeatureCache:
         if manifest is None:
             raise FileNotFoundError(f"{folder / MANIFEST} not found: build the cache with 'nextgpt data cache' "
                                     "or remove data.cache_dir to encode live")
-        if expected is not None and manifest["fingerprint"] != expected:
-            problems = _describe_difference(manifest["fingerprint"], expected)
+        cache = cls(folder, manifest)
+        if expected is not None:
+            cache._check("fingerprint", manifest["fingerprint"], expected)
+        return cache
+
+    @classmethod
+    def open_for(cls, folder: str | Path, pipe: Any) -> "FeatureCache":
+        """Open a cache for training ``pipe``: the encoder is checked now, each decoder when its targets are first
+        asked for (``check_decoder``), so a run that needs no targets never loads the decoders.
+
+        Raises:
+            FileNotFoundError / CacheMismatchError: as ``open``.
+        """
+        cache = cls.open(folder, None)
+        cache._check("encoder", cache.manifest["fingerprint"].get("encoder"), encoder_fingerprint(pipe))
+        cache._pipe = pipe
+        return cache
+
+    def check_decoder(self, modality: str) -> None:
+        """Refuse the cache's ``modality`` targets if another decoder made them (checked once per modality).
+
+        Raises:
+            CacheMismatchError: naming what differs.
+        """
+        if self._pipe is None or modality in self._checked:
+            return
+        found = self.manifest["fingerprint"].get("decoders", {}).get(modality)
+        self._check(f"decoders.{modality}", found, decoder_fingerprint(self._pipe, modality))
+        self._checked.add(modality)
+
+    def _check(self, part: str, found: Any, wanted: dict[str, Any]) -> None:
+        if found != wanted:
+            problems = _describe_difference(found or {}, wanted, f"{part}.")
             raise CacheMismatchError(
-                f"feature cache {folder} was built by other frozen components than this model's: "
+                f"feature cache {self.folder} was built by other frozen components than this model's: "
                 + "; ".join(problems[:5]) + ". Rebuild it ('nextgpt data cache --overwrite') or use another folder")
-        return cls(folder, manifest)
 
     def __contains__(self, key: str) -> bool:
         return key in self._index

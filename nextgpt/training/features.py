@@ -45,6 +45,8 @@ class FeatureSource:
         for request in requests:
             by_modality[request.modality].append(request)
         for modality, items in by_modality.items():
+            if self.cache is not None:
+                self.cache.check_decoder(modality)
             keys = [target_key(modality, r.caption) for r in items]
             out[modality] = self._lookup(keys, [(modality, r.caption) for r in items], self.encode_captions)
         return out

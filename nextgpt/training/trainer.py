@@ -139,7 +139,7 @@ class Trainer:
         if cache_store.read_manifest(folder) is None:
             logger.warning("no feature cache in %s: encoding live (build one with 'nextgpt data cache')", folder)
             return None
-        cache = cache_store.FeatureCache.open(folder, cache_store.fingerprint(self.pipe))
+        cache = cache_store.FeatureCache.open_for(folder, self.pipe)
         logger.info("feature cache %s: %d entries", folder, len(cache))
         return cache
 
