@@ -100,7 +100,8 @@ class ContentParser:
             body = part.get("input_audio") or {}
             audio_format = str(body.get("format", "wav")).lower()
             if audio_format not in _AUDIO_FORMATS:
-                raise RequestError(f"{where}: input_audio.format {audio_format!r} is not one of {sorted(_AUDIO_FORMATS)}")
+                raise RequestError(
+                    f"{where}: input_audio.format {audio_format!r} is not one of {sorted(_AUDIO_FORMATS)}")
             modality, mime = "audio", f"audio/{'mpeg' if audio_format == 'mp3' else audio_format}"
             data = self._decode_base64(_field(part, kind, "data", where), where)
         elif kind == "file":

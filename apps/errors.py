@@ -85,4 +85,5 @@ def public_error(error: BaseException) -> PublicError:
         return PublicError(400, "invalid_request_error", scrub(str(message)))
     reference = uuid.uuid4().hex[:12]
     logger.error("internal error %s", reference, exc_info=error)
-    return PublicError(500, "server_error", f"internal error (reference {reference}); the details are in the server log")
+    return PublicError(500, "server_error",
+                       f"internal error (reference {reference}); the details are in the server log")

@@ -14,7 +14,8 @@ ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
 OPEN_PATHS = frozenset({"/health"})
 
 
-async def _send_json(send: Callable, status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> None:
+async def _send_json(send: Callable, status: int, message: str, kind: str,
+                     headers: dict[str, str] | None = None) -> None:
     body = json.dumps({"error": {"message": message, "type": kind, "code": status}}).encode()
     raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw_headers += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]

@@ -63,7 +63,8 @@ class ChatRequest(BaseModel):
             raise RequestError(f"n={self.n}: this server returns one choice per request (n must be 1)")
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         if len(stops) > limits.max_stop_sequences:
-            raise RequestError(f"{len(stops)} stop sequences; the limit is {limits.max_stop_sequences} (max_stop_sequences)")
+            raise RequestError(
+                f"{len(stops)} stop sequences; the limit is {limits.max_stop_sequences} (max_stop_sequences)")
         if self.new_tokens > limits.max_new_tokens:
             raise RequestError(f"max_tokens={self.new_tokens} is over this server's limit of {limits.max_new_tokens} "
                                "(max_new_tokens)")

@@ -15,9 +15,8 @@ import logging
 import shutil
 import tempfile
 import threading
-import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 import anyio
 from fastapi import FastAPI, File, Form, Request, UploadFile
@@ -129,39 +128,51 @@ def create_app(runner: Runner, *, output_dir: str | Path, limits: ServeLimits = 
         as_file = body.nextgpt.media_format == "file"
         cancel = threading.Event()
         events = _events(runner, messages, options, cancel)
+
+        async def cleanup() -> None:  # idempotent; runs however the request ends
+            cancel.set()
+            with anyio.CancelScope(shield=True), contextlib.suppress(RuntimeError):
+                await events.aclose()
+            shutil.rmtree(folder, ignore_errors=True)
+
         if not body.stream:
             try:
                 return await _complete(events, request, cancel, cid, model, files, as_file)
             except Exception as error:  # noqa: BLE001
                 return fail(error)
             finally:
-                cancel.set()
-                await events.aclose()
-                shutil.rmtree(folder, ignore_errors=True)
+                await cleanup()
         try:  # wait for the first event, so that refusals (busy, bad media) are still HTTP errors
             first = await _until_disconnect(anext(events, _END), request, cancel)
         except Exception as error:  # noqa: BLE001
-            cancel.set()
-            shutil.rmtree(folder, ignore_errors=True)
+            await cleanup()
             return fail(error)
         include_usage = bool((body.stream_options or {}).get("include_usage"))
-        sse = _sse(first, events, request, cancel, folder, cid, model, files, as_file, include_usage)
-        return _ClosingStreamingResponse(sse, media_type="text/event-stream", headers={"cache-control": "no-cache"})
+        sse = _sse(first, events, request, cancel, cid, model, files, as_file, include_usage)
+        return _ClosingStreamingResponse(sse, cleanup, media_type="text/event-stream",
+                                         headers={"cache-control": "no-cache"})
 
     app.state.runner = runner
     app.state.files = files
+    app.state.work_dir = work_dir
     return app
 
 
 class _ClosingStreamingResponse(StreamingResponse):
-    """Closes its body iterator however the response ends: starlette leaves it suspended when a write fails
-    because the client left, and then the generation would run on to the end."""
+    """Closes its body iterator and runs ``cleanup`` however the response ends: starlette leaves the iterator
+    suspended when a write fails because the client left, and then the generation would run on to the end."""
+
+    def __init__(self, content: AsyncIterator[bytes], cleanup: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.cleanup = cleanup
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            await self.body_iterator.aclose()
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()
+                await self.cleanup()
 
 
 def _known(files: FileStore, file_id: str) -> Any:
@@ -239,7 +250,7 @@ async def _complete(events: AsyncIterator, request: Request, cancel: threading.E
     return JSONResponse(schema.completion(cid, model, response, media))
 
 
-async def _sse(first: Any, events: AsyncIterator, request: Request, cancel: threading.Event, folder: Path, cid: str,
+async def _sse(first: Any, events: AsyncIterator, request: Request, cancel: threading.Event, cid: str,
                model: str, files: FileStore, as_file: bool, include_usage: bool) -> AsyncIterator[bytes]:
     """Server-sent events. A disconnect is noticed while waiting for the next event (not only on the next
     write), so a generation that is busy decoding is cancelled as well."""
@@ -266,10 +277,7 @@ async def _sse(first: Any, events: AsyncIterator, request: Request, cancel: thre
         public: PublicError = public_error(error)
         yield line(schema.error_body(public.message, public.kind, public.status))
     finally:
-        cancel.set()
-        with anyio.CancelScope(shield=True):  # runs even when starlette cancelled the response
-            await events.aclose()
-        shutil.rmtree(folder, ignore_errors=True)
+        cancel.set()  # the response's cleanup closes the event stream and removes the request's files
 
 
 __all__ = ["create_app"]

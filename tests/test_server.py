@@ -36,6 +36,7 @@ def serve(pipeline=None, *, api_key=None, runner=None, tmp_path, **limits):
     runner = runner or Runner(pipeline, max_queue=limits.max_queue, deadline_s=limits.deadline_s)
     app = create_app(runner, output_dir=tmp_path / "out", limits=limits, api_key=api_key)
     with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=20) as client:
+        client.work_dir = app.state.work_dir
         yield client
 
 
@@ -193,7 +194,7 @@ def test_queue_overflow_is_a_fast_429(tmp_path):
 
 # ---- 6. internal errors stay internal; 10. OOM survival ---------------------------------------------------
 @pytest.mark.parametrize("error, status, needle", [
-    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20 GiB (/opt/secret/weights)"), 503, "out of memory"),
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20 GiB (/opt/secret/w)"), 503, "out of memory"),
     (MemoryError("cannot allocate /opt/secret/buffer"), 503, "out of memory"),
     (RuntimeError("shape mismatch in /opt/secret/model.py token sk-SECRET"), 500, "internal error (reference"),
 ])
@@ -249,6 +250,7 @@ def test_streaming_client_disconnect_stops_generation_and_frees_the_slot(tmp_pat
         assert wait_for(lambda: fake.stopped_early == 1 and fake.running == 0, 3), fake
         fake.tokens, fake.delay_s = 3, 0.0
         assert client.post(CHAT, json=HELLO).status_code == 200
+        assert wait_for(lambda: not list(client.work_dir.glob("request-*")))  # per-request files removed
 
 
 def test_non_streaming_client_disconnect_stops_generation(tmp_path):

@@ -19,7 +19,8 @@ def add_limit_options(parser: argparse.ArgumentParser) -> None:
     defaults = ServeLimits()
     group = parser.add_argument_group("limits")
     group.add_argument("--max-queue", type=int, default=defaults.max_queue, help="requests that may wait; more → busy")
-    group.add_argument("--deadline", type=float, default=defaults.deadline_s, help="seconds per request, waiting included")
+    group.add_argument("--deadline", type=float, default=defaults.deadline_s,
+                       help="seconds per request, waiting included")
     group.add_argument("--max-upload-mb", type=float, default=defaults.max_media_bytes / 1e6, help="largest media file")
     group.add_argument("--max-new-tokens-limit", type=int, default=defaults.max_new_tokens,
                        help="the most new tokens a request may ask for")
