@@ -244,7 +244,7 @@ class Trainer:
     def _check_finite(self, value: torch.Tensor, what: str, losses: dict[str, torch.Tensor]) -> None:
         flag = torch.tensor([0.0 if torch.isfinite(value).all() else 1.0], device=self.accelerator.device)
         if float(self.accelerator.reduce(flag, reduction="sum")) > 0:
-            parts = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
+            parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
             raise NonFiniteLossError(
                 f"non-finite {what} at step {self.step + 1} ({parts}); training stopped before applying this step "
                 f"and no checkpoint of it was written. Lower optim.lr, enable clipping, use bf16 instead of fp16, "
