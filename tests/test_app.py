@@ -268,3 +268,21 @@ def test_examples_and_controls_are_offered(app):
         assert control in labels, control
     examples = [c for c in config["components"] if c.get("type") == "dataset"]
     assert examples and "Draw a red circle." in json.dumps(examples[0]["props"])
+
+
+def test_gradio_history_becomes_messages_with_user_files_reattached():
+    from nextgpt.apps.gradio_app import _history
+
+    def file_part(path, mime):
+        return {"type": "file", "file": {"path": path, "mime_type": mime, "meta": {"_type": "gradio.FileData"}}}
+
+    history = [  # the shape Gradio 6 hands to the chat function (captured from a browser session)
+        {"role": "user", "metadata": None, "content": [file_part("/tmp/gradio/x/a.png", "image/png"),
+                                                       {"type": "text", "text": "first turn"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "an answer"}]},
+        {"role": "assistant", "content": {"path": "/out/image-0.png", "mime_type": "image/png"}},
+        {"role": "user", "content": "second turn"},
+    ]
+    messages = _history(history, ["image", "audio", "video"])
+    assert [(m.role, m.text, [x.source for x in m.media]) for m in messages] == [
+        ("user", "first turn", ["/tmp/gradio/x/a.png"]), ("assistant", "an answer", []), ("user", "second turn", [])]
