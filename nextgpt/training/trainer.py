@@ -88,6 +88,7 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, float]] = []  # per optimizer step: train/* losses and lr
         self.eval_history: list[dict[str, float]] = []
+        self.step_times: list[float] = []  # perf_counter at the end of each optimizer step (benchmarks)
 
     # ---- setup ---------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -189,6 +190,7 @@ class Trainer:
                     continue
                 self.scheduler.step()
                 self.step += 1
+                self.step_times.append(time.perf_counter())
                 bar.update(1)
                 self._log(running, bar)
                 running = {}
