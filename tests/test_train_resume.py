@@ -128,3 +128,15 @@ def test_resume_refuses_folders_it_did_not_write(data, tmp_path):
     (foreign / "optimizer.bin").write_bytes(b"not ours")
     with pytest.raises(ValueError, match="not a nextgpt training checkpoint"):
         Trainer(_config(data, tmp_path / "out")).train(resume=str(foreign))
+
+
+def test_checkpoints_hold_only_what_trains(data, tmp_path):
+    """Frozen weights come back from the model's sources: a 7B checkpoint must not carry the whole LLM."""
+    trainer = Trainer(_config(data, tmp_path / "run", max_steps=5, save_every=5))
+    trainer.train()
+    saved = load_file(str(checkpoints.latest_checkpoint(tmp_path / "run") / "model.safetensors"))
+    module = trainer.accelerator.unwrap_model(trainer.module)
+    trainable = {n for n, p in module.named_parameters() if p.requires_grad}
+    frozen = {n for n, p in module.named_parameters() if not p.requires_grad}
+    assert frozen and trainable <= set(saved) and not (frozen & set(saved))
+    assert any("lora_" in k for k in saved)

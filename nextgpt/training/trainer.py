@@ -130,6 +130,8 @@ class Trainer:
         # Stepped once per optimizer step by us (not prepared: Accelerate would step it once per process).
         self.scheduler = build_scheduler(self.optimizer, config.optim, self.total_steps)
         accelerator.register_for_checkpointing(self.scheduler)
+        if accelerator.distributed_type not in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+            accelerator.register_save_state_pre_hook(keep_trainable_weights)
         logger.info("%d examples, %d optimizer steps, %d process(es)", len(train), self.total_steps,
                     accelerator.num_processes)
 
@@ -299,7 +301,8 @@ class Trainer:
             raise ValueError(f"{folder} was written by {marker['num_processes']} process(es) but this run has "
                              f"{self.accelerator.num_processes}; the data position would differ — resume with the "
                              "same number of processes")
-        self.accelerator.load_state(str(folder))
+        # strict=False: checkpoints hold only the weights that train (see keep_trainable_weights).
+        self.accelerator.load_state(str(folder), strict=False)
         self.step = marker["step"]
         logger.info("resumed from %s at step %d", folder, self.step)
         return marker["epoch"], marker["batch_in_epoch"]
@@ -341,3 +344,15 @@ def _flat_scalars(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         elif value is not None:
             out[f"{prefix}{key}"] = str(value)
     return out
+
+
+def keep_trainable_weights(models: list[Any], weights: list[dict[str, Any]], output_dir: str) -> None:
+    """Accelerate save-state hook: a training checkpoint keeps trainable parameters and buffers only.
+
+    The frozen parts (base LLM, encoder, decoders) come back from the model's own sources on resume, so a
+    nextgpt-7b checkpoint is a few hundred MB instead of the ~14 GB of the whole fp16 model.
+    """
+    for index, model in enumerate(models):
+        keep = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+        keep |= {name for name, _ in model.named_buffers()}
+        weights[index] = {key: value for key, value in weights[index].items() if key in keep}
