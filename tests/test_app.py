@@ -208,11 +208,9 @@ def test_cancelling_a_job_stops_its_generation(app, fake):
 
 # ---- the real tiny model: media out, bad media in (item 21) --------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny_app(tmp_path_factory):
-    from nextgpt.pipeline import NextGPT
-
+def tiny_app(tmp_path_factory, tiny_pipe):
     output_dir = tmp_path_factory.mktemp("tiny-outputs")
-    demo = build_demo(NextGPT.from_preset("tiny"), output_dir=output_dir, limits=ServeLimits(deadline_s=60))
+    demo = build_demo(tiny_pipe, output_dir=output_dir, limits=ServeLimits(deadline_s=60))
     url = launch_demo(demo, output_dir=output_dir, port=free_port(), block=False)
     yield url.rstrip("/"), output_dir
     demo.close()

@@ -36,22 +36,15 @@ RECORD_SNAPSHOTS = """() => {
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory, tiny_pipeline_for_app):
+def app_url(tmp_path_factory, tiny_pipe):
     from nextgpt.apps.gradio_app import build_demo, launch_demo
     from nextgpt.apps.testing import free_port
 
     output_dir = tmp_path_factory.mktemp("app-outputs")
-    demo = build_demo(tiny_pipeline_for_app, output_dir=output_dir)
+    demo = build_demo(tiny_pipe, output_dir=output_dir)
     url = launch_demo(demo, output_dir=output_dir, port=free_port(), block=False)
     yield url
     demo.close()
-
-
-@pytest.fixture(scope="module")
-def tiny_pipeline_for_app():
-    from nextgpt.pipeline import NextGPT
-
-    return NextGPT.from_preset("tiny")
 
 
 def test_chat_with_uploaded_image_streams_text_and_renders_generated_media(app_url, tmp_path):

@@ -35,11 +35,9 @@ def chat(pipe, lines, **options) -> Recorder:
     return out
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    from nextgpt.pipeline import NextGPT
-
-    return NextGPT.from_preset("tiny")
+@pytest.fixture
+def tiny(tiny_pipe):
+    return tiny_pipe
 
 
 @pytest.mark.slow

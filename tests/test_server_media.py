@@ -27,10 +27,8 @@ CHAT = "/v1/chat/completions"
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    from nextgpt.pipeline import NextGPT
-
-    runner = Runner(NextGPT.from_preset("tiny"))
+def client(tmp_path_factory, tiny_pipe):
+    runner = Runner(tiny_pipe)
     app = create_app(runner, output_dir=tmp_path_factory.mktemp("out"), limits=ServeLimits(deadline_s=60))
     with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=60) as http:
         yield http
