@@ -74,7 +74,8 @@ def build_demo(pipeline: Any, *, output_dir: str | Path = "nextgpt-outputs", lim
     temperature = gr.Slider(0, 2, value=0, step=0.05, label="temperature (0: greedy)")
     force = gr.CheckboxGroup(outputs, label="force an output modality", elem_id="force")
     forbid = gr.CheckboxGroup(outputs, label="forbid an output modality", elem_id="forbid")
-    downloads = gr.File(label="generated files", file_count="multiple", interactive=False, render=False)
+    downloads = gr.File(label="generated files", file_count="multiple", interactive=False, render=False,
+                        elem_id="downloads")
     with gr.Blocks(title=title, analytics_enabled=False) as demo:
         gr.ChatInterface(
             respond,

@@ -1,7 +1,8 @@
 """The Gradio app in a real headless browser (Debian chromium driven by Playwright) on the tiny preset.
 
 Sends text plus an uploaded image with image, audio and video forced, and checks that the answer streams
-(several intermediate texts, a decoder progress line) and that an <img>, <audio> and <video> render inline.
+(several intermediate texts, a decoder progress line), that an <img>, <audio> and <video> render inline, that
+the three files are offered for download, and that retry/undo/clear are there (clear empties the chat).
 A screenshot is saved in the test's tmp_path (and under $NEXTGPT_TEST_ARTIFACTS when set).
 """
 from __future__ import annotations
@@ -75,6 +76,10 @@ def test_chat_with_uploaded_image_streams_text_and_renders_generated_media(app_u
             page.wait_for_timeout(300)
             page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
             snapshots = page.evaluate("() => window.__snaps")
+            downloads = page.locator("#downloads").inner_text()
+            controls = {name: page.get_by_role("button", name=name).count() for name in ("Retry", "Undo", "Clear")}
+            page.get_by_role("button", name="Clear").first.click()
+            chatbot.locator(".bot-row").first.wait_for(state="detached", timeout=10_000)
         finally:
             browser.close()
     artifacts = os.environ.get("NEXTGPT_TEST_ARTIFACTS")
@@ -86,3 +91,5 @@ def test_chat_with_uploaded_image_streams_text_and_renders_generated_media(app_u
     assert len(distinct) >= 3, f"the answer did not stream; chatbot texts seen: {distinct[:5]}"
     assert any("generating" in s for s in distinct), "no decoder progress line was shown"
     assert (tmp_path / "app.png").stat().st_size > 10_000
+    assert all(suffix in downloads for suffix in (".png", ".wav", ".mp4")), downloads
+    assert all(controls.values()), f"missing chat controls: {controls}"
