@@ -1,0 +1,244 @@
+"""Run a checkpoint on the toy world's held-out set and report every accuracy: ``evaluate_checkpoint``.
+
+For each eval dialogue, each user turn is sent through the public chat API with the model's own earlier answers
+as history. The first answer is free (routing is judged on it); when it did not produce what was asked, the
+turn is asked again with ``force``/``forbid`` so that content is still judged, and that answer stays in the
+history. Text answers are read with the caption parser, media with the attribute classifiers.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from nextgpt.dialogs.loaders import load_dialogues
+from nextgpt.dialogs.schema import Dialogue
+from nextgpt.toyworld.dataset import EVAL_FILES
+from nextgpt.toyworld.dialogues import Check
+from nextgpt.toyworld.language import TEMPLATES, caption, parse_caption
+from nextgpt.toyworld.world import MODALITIES, Meaning
+
+from .accuracy import TEXT, attributes_right, retrieval_at_1, routed_right
+from .metrics import cider_d, corpus_bleu
+
+logger = logging.getLogger(__name__)
+
+REPORT_NAME = "eval_toyworld.json"
+
+
+@dataclass
+class TurnResult:
+    kind: str
+    check: Check
+    produced: list[str]  # modalities of the free answer
+    correct: bool  # content right (on the free answer, or the forced one when the free one missed)
+    text: str
+    dialogue_index: int = -1
+
+
+def load_eval_set(eval_dir: str | Path, limit: int | None = None) -> list[tuple[str, Dialogue, list[Check]]]:
+    """``(kind, dialogue, checks)`` of every eval dialogue, read with the project's loaders.
+
+    Raises:
+        FileNotFoundError: when ``eval_dir`` has no targets.jsonl (build it with `nextgpt toyworld data`).
+    """
+    folder = Path(eval_dir)
+    targets_file = folder / "targets.jsonl"
+    if not targets_file.is_file():
+        raise FileNotFoundError(f"{folder} has no targets.jsonl; build the toy world with "
+                                f"`nextgpt toyworld data --out {folder}`")
+    targets = {}
+    for line in targets_file.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        targets[row["id"]] = (row["kind"], [Check.from_dict(c) for c in row["checks"]])
+    items = []
+    for name in EVAL_FILES:
+        dialogues = load_dialogues([folder / f"eval_{name}.jsonl"], format="dialogue")
+        chosen = dialogues if limit is None else _spread(dialogues, limit)
+        items += [(targets[d.id][0], d, targets[d.id][1]) for d in chosen]
+    return items
+
+
+def _spread(dialogues: list[Dialogue], limit: int) -> list[Dialogue]:
+    """``limit`` dialogues spread over the file (files are grouped by modality)."""
+    if limit >= len(dialogues):
+        return dialogues
+    return [dialogues[i] for i in np.linspace(0, len(dialogues) - 1, limit).round().astype(int)]
+
+
+def _judge(response: Any, check: Check, classifiers: Any) -> bool:
+    if check.produce == TEXT:
+        return attributes_right(parse_caption(response.text, check.about), check.attributes)
+    made = response.media_of(check.produce)
+    if not made:
+        return False
+    predicted = classifiers.predict(check.produce, [made[0].data], [made[0].rate])[0]
+    return attributes_right(predicted, check.attributes)
+
+
+def _run_dialogue(pipe: Any, kind: str, dialogue: Dialogue, checks: list[Check], classifiers: Any,
+                  options: Any) -> list[TurnResult]:
+    from nextgpt.types import Media
+
+    by_turn = {c.turn: c for c in checks}
+    conversation = pipe.conversation(options=options)
+    results = []
+    for index, turn in enumerate(dialogue.turns):
+        if turn.role != "user":
+            continue
+        check = by_turn.get(index + 1)
+        media = [Media(ref.modality, ref.path) for ref in turn.inputs]
+        response = conversation.say(turn.text, media=media)
+        if check is None:
+            continue
+        produced = [m.modality for m in response.media]
+        if not routed_right(check.produce, produced):
+            conversation.undo()
+            outputs = {spec.name for spec in pipe.config.output_modalities}
+            force = set() if check.produce == TEXT else {check.produce}
+            response = conversation.say(turn.text, media=media, force=force, forbid=outputs - force)
+        results.append(TurnResult(kind, check, produced, _judge(response, check, classifiers), response.text))
+    return results
+
+
+def signal_retrieval(pipe: Any, dialogues: list[Dialogue], modality: str) -> float:
+    """Stage-2 retrieval@1: teacher-forced signal features of each requested ``modality`` output, projected by
+    the output projector, against the decoder text-encoder embeddings of all the captions (``[N, Q·D]``)."""
+    import torch
+
+    from nextgpt.dialogs.collate import collate
+    from nextgpt.dialogs.layout import TokenLayout
+    from nextgpt.dialogs.tokenize import encode_dialogues
+
+    model = pipe.model
+    layout = TokenLayout.from_model(model)
+    examples, _ = encode_dialogues(dialogues, layout, max_length=None)
+    features, captions = [], []
+    for first in range(0, len(examples), 8):
+        batch = collate(examples[first:first + 8], pad_id=layout.tokenizer.pad_token_id, padding_side="right")
+        rows, positions, requests = batch.signal_index(modality)
+        if not requests:
+            continue
+        media = batch.media_items()
+        with torch.no_grad():
+            tokens = None
+            if media:
+                grouped = defaultdict(list)
+                for item in media:
+                    grouped[item.modality].append(item.path)
+                if len(grouped) > 1:
+                    raise ValueError("signal retrieval expects generation prompts without input media")
+                (media_modality, paths), = grouped.items()
+                tokens = model.project_media(media_modality, model.encode_media(media_modality, paths))
+            out = model(batch.input_ids.to(model.device), batch.attention_mask.to(model.device), tokens)
+            hidden = out.hidden_states[-1]
+            ids = batch.input_ids.to(model.device)[rows[:, None], positions]
+            conditions = model.signal_conditions(modality, hidden[rows[:, None], positions],
+                                                 model.llm.get_input_embeddings()(ids))
+        features.append(conditions.flatten(1).float().cpu().numpy())
+        captions += [r.caption for r in requests]
+    if len(set(captions)) < 2:  # one caption is retrieved trivially
+        return float("nan")
+    with torch.no_grad():
+        targets = pipe.decoders[modality].encode_text(captions).flatten(1).float().cpu().numpy()
+    return retrieval_at_1(np.concatenate(features), targets, labels=captions)
+
+
+def _references(check: Check) -> list[str]:
+    meaning = Meaning.of(check.about, check.attributes)
+    return [caption(meaning, p) for p in range(len(TEMPLATES[check.about]))]
+
+
+def _mean(flags: list[bool]) -> float | None:
+    return float(np.mean(flags)) if flags else None
+
+
+def summarize(results: list[TurnResult], retrieval: dict[str, float]) -> dict:
+    """The report: per modality captioning / generation / routing / conversion accuracy and retrieval@1;
+    multi-turn accuracy (dialogues with every turn right) and BLEU-4 / CIDEr-D of the captioning answers."""
+    per_modality: dict[str, dict] = {}
+    for modality in MODALITIES:
+        def pick(kind: str, field: str) -> list[TurnResult]:
+            return [r for r in results if r.kind == kind and getattr(r.check, field) == modality]
+
+        per_modality[modality] = {
+            "captioning": _mean([r.correct for r in pick("captioning", "about")]),
+            "generation": _mean([r.correct for r in pick("generation", "produce")]),
+            "routing": _mean([routed_right(r.check.produce, r.produced) for r in results
+                              if r.kind != "multiturn" and r.check.produce == modality]),
+            "conversion": _mean([r.correct for r in pick("conversion", "produce")]),
+            "retrieval_at_1": retrieval.get(modality),
+        }
+    text_requests = [r for r in results if r.kind != "multiturn" and r.check.produce == TEXT]
+    dialogues: dict[int, list[bool]] = defaultdict(list)
+    for r in results:
+        if r.kind == "multiturn":
+            dialogues[r.dialogue_index].append(r.correct and routed_right(r.check.produce, r.produced))
+    captions = [r for r in results if r.kind == "captioning"]
+    candidates, references = [r.text for r in captions], [_references(r.check) for r in captions]
+    return {
+        "per_modality": per_modality,
+        "routing_text": _mean([routed_right(TEXT, r.produced) for r in text_requests]),
+        "multiturn": _mean([all(turns) for turns in dialogues.values()]),
+        "multiturn_turns": _mean([ok for turns in dialogues.values() for ok in turns]),
+        "bleu4": corpus_bleu(candidates, references) if captions else None,
+        "cider_d": cider_d(candidates, references) if len(captions) > 1 else None,
+        "counts": {"turns": len(results), "dialogues": len(dialogues),
+                   "per_kind": {k: sum(r.kind == k for r in results) for k in
+                                ("captioning", "generation", "conversion", "multiturn")}},
+    }
+
+
+def evaluate_checkpoint(pipe: Any, eval_dir: str | Path, classifiers: Any, *, limit: int | None = None,
+                        out_path: str | Path | None = None, options: Any = None) -> dict:
+    """Evaluate ``pipe`` (a ``NextGPT``) on the held-out toy-world set in ``eval_dir``.
+
+    Args:
+        classifiers: ``AttributeClassifiers`` (the judges of generated media).
+        limit: at most this many dialogues per eval file (spread over the file), for quick runs.
+        out_path: where the JSON report is written (None: not written).
+        options: ``GenerationOptions`` for every request (default: greedy, 64 new tokens, media not saved).
+
+    Returns:
+        The report (see ``summarize``), with ``eval_dir`` and ``limit``.
+    """
+    from nextgpt.options import GenerationOptions
+
+    options = options or GenerationOptions(max_new_tokens=64, output_dir=None)
+    items = load_eval_set(eval_dir, limit)
+    results: list[TurnResult] = []
+    for number, (kind, dialogue, checks) in enumerate(tqdm(items, desc="toy-world eval", disable=None)):
+        for result in _run_dialogue(pipe, kind, dialogue, checks, classifiers, options):
+            result.dialogue_index = number
+            results.append(result)
+    generation = [d for kind, d, _ in items if kind == "generation"]
+    retrieval = {m: signal_retrieval(pipe, generation, m) for m in MODALITIES
+                 if m in {spec.name for spec in pipe.config.output_modalities}}
+    report = {"eval_dir": str(eval_dir), "limit": limit, **summarize(results, retrieval)}
+    if out_path is not None:
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        logger.info("toy-world report written to %s", out_path)
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The report as a table: one row per modality, then the dialogue and text metrics."""
+    columns = ("captioning", "generation", "routing", "conversion", "retrieval_at_1")
+    lines = [f"{'modality':<10}" + "".join(f"{c:>16}" for c in columns)]
+    for modality, row in report["per_modality"].items():
+        lines.append(f"{modality:<10}" + "".join(f"{_cell(row[c]):>16}" for c in columns))
+    lines.append(f"routing (text answers): {_cell(report['routing_text'])}")
+    lines.append(f"multi-turn: {_cell(report['multiturn'])} of dialogues, {_cell(report['multiturn_turns'])} of turns")
+    lines.append(f"captioning BLEU-4: {_cell(report['bleu4'])}   CIDEr-D: {_cell(report['cider_d'])}")
+    return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.3f}"
