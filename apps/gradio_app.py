@@ -3,7 +3,9 @@
 Text, images, audio and video go in; the answer streams token by token, decoder progress shows while media are
 generated, and generated images, sounds and videos appear inline and in a download list. Generation controls
 (seed, diffusion steps, guidance, max new tokens, temperature, force/forbid a modality) sit under the chat;
-retry, undo and clear come with the chat box. Only the public ``NextGPT`` API is used.
+retry, undo and clear come with the chat box. An "agent" tab runs the LangChain tool-using agent
+(``nextgpt.apps.agent``) and shows each tool call, result and file as it happens. Only the public ``NextGPT`` API
+is used.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import logging  # noqa: E402
+import re  # noqa: E402
+import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Iterator, Sequence  # noqa: E402
 
@@ -39,12 +43,14 @@ EXAMPLE_PROMPTS = [
 
 
 def build_demo(pipeline: Any, *, output_dir: str | Path = "nextgpt-outputs", limits: ServeLimits = ServeLimits(),
-               title: str = "NExT-GPT chat") -> gr.Blocks:
+               title: str = "NExT-GPT chat", agent: bool = True, agent_planner: Any = None) -> gr.Blocks:
     """The chat UI for ``pipeline`` (a loaded ``NextGPT``).
 
     Args:
         output_dir: where generated media are written; the only folder the server may serve files from.
         limits: deadline and new-token cap (queue size and upload cap are applied by ``launch_demo``).
+        agent: add the "agent" tab (needs the ``agent`` extra; left out with a log line when not installed).
+        agent_planner: a LangChain chat model that plans the agent's tool calls (None: NExT-GPT plans).
     """
     output_dir = Path(output_dir).resolve()
     runner = Runner(pipeline, max_concurrency=limits.max_concurrency, max_queue=limits.max_queue,
@@ -77,29 +83,85 @@ def build_demo(pipeline: Any, *, output_dir: str | Path = "nextgpt-outputs", lim
     downloads = gr.File(label="generated files", file_count="multiple", interactive=False, render=False,
                         elem_id="downloads")
     with gr.Blocks(title=title, analytics_enabled=False) as demo:
-        gr.ChatInterface(
-            respond,
-            multimodal=True,
-            chatbot=gr.Chatbot(label="chat", height=480, allow_file_downloads=True, elem_id="chatbot"),
-            textbox=gr.MultimodalTextbox(placeholder="Type a message; attach images, audio or video",
-                                         file_types=["image", "audio", "video"], file_count="multiple",
-                                         sources=["upload"], elem_id="chat-input"),
-            additional_inputs=[seed, steps, guidance, max_tokens, temperature, force, forbid],
-            additional_inputs_accordion="generation settings",
-            additional_outputs=[downloads],
-            examples=[[{"text": text, "files": []}, 0, 2, 0, 24, 0, wanted, []] for text, wanted in EXAMPLE_PROMPTS
-                      if set(wanted) <= set(outputs)],
-            cache_examples=False,
-            title=title,
-            description="Random weights on the built-in `tiny` preset: the text is gibberish and media appear when "
-                        "forced; load real weights with `--preset` or `--model`.",
-            concurrency_limit=1,
-            api_name="chat",
-            save_history=False,
-            flagging_mode="never",
-        )
-        downloads.render()
+        with gr.Tabs():
+            with gr.Tab("chat", id="chat"):
+                gr.ChatInterface(
+                    respond,
+                    multimodal=True,
+                    chatbot=gr.Chatbot(label="chat", height=480, allow_file_downloads=True, elem_id="chatbot"),
+                    textbox=gr.MultimodalTextbox(placeholder="Type a message; attach images, audio or video",
+                                                 file_types=["image", "audio", "video"], file_count="multiple",
+                                                 sources=["upload"], elem_id="chat-input"),
+                    additional_inputs=[seed, steps, guidance, max_tokens, temperature, force, forbid],
+                    additional_inputs_accordion="generation settings",
+                    additional_outputs=[downloads],
+                    examples=[[{"text": text, "files": []}, 0, 2, 0, 24, 0, wanted, []]
+                              for text, wanted in EXAMPLE_PROMPTS if set(wanted) <= set(outputs)],
+                    cache_examples=False,
+                    title=title,
+                    description="Random weights on the built-in `tiny` preset: the text is gibberish and media "
+                                "appear when forced; load real weights with `--preset` or `--model`.",
+                    concurrency_limit=1,
+                    api_name="chat",
+                    save_history=False,
+                    flagging_mode="never",
+                )
+                downloads.render()
+            if agent and _agent_available():
+                with gr.Tab("agent", id="agent"):
+                    _agent_tab(pipeline, output_dir, limits, agent_planner)
     return demo
+
+
+def _agent_available() -> bool:
+    try:
+        import nextgpt.apps.agent  # noqa: F401
+    except ImportError as error:
+        logger.info("agent tab left out (%s); install the 'agent' extra", error)
+        return False
+    return True
+
+
+def _agent_tab(pipeline: Any, output_dir: Path, limits: ServeLimits, planner: Any) -> None:
+    """A chat whose answers are agent runs: every tool call, result and file appears as a step.
+
+    Each browser session gets its own working folder under ``output_dir/agent/`` (inside the only served
+    folder); the run is bounded by the agent's step limit and the app's deadline.
+    """
+    from nextgpt.apps.agent import AgentLimits, NextGPTAgent, append_step
+
+    def run_agent(message: dict, history: list, request: gr.Request) -> Iterator[list]:
+        workdir = output_dir / "agent" / _session_folder(request)
+        try:
+            runner = NextGPTAgent(pipeline, workdir, planner=planner,
+                                  limits=AgentLimits(timeout_s=limits.deadline_s))
+            files = [f if isinstance(f, str) else f.get("path") for f in (message.get("files") or [])]
+            shown: list[dict] = []
+            for step in runner.iter_steps(message.get("text") or "", attachments=[f for f in files if f]):
+                yield append_step(shown, step)
+        except gr.Error:
+            raise
+        except Exception as error:  # noqa: BLE001 - a short message for the user, details in the log
+            raise gr.Error(public_error(error).message, print_exception=False) from None
+
+    gr.ChatInterface(
+        run_agent,
+        multimodal=True,
+        chatbot=gr.Chatbot(label="agent", height=480, elem_id="agent-chatbot"),
+        textbox=gr.MultimodalTextbox(placeholder="Ask for something that takes several steps; attach files",
+                                     file_types=["image", "audio", "video"], file_count="multiple",
+                                     sources=["upload"], elem_id="agent-input"),
+        description="The agent plans tool calls (describe, generate, convert media) and shows each step.",
+        concurrency_limit=1,
+        api_name="agent",
+        save_history=False,
+        flagging_mode="never",
+    )
+
+
+def _session_folder(request: gr.Request | None) -> str:
+    session = getattr(request, "session_hash", None) or ""
+    return session if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", session) else uuid.uuid4().hex
 
 
 def launch_demo(demo: gr.Blocks, *, output_dir: str | Path, limits: ServeLimits = ServeLimits(),

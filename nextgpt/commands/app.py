@@ -26,6 +26,7 @@ def _app(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]
     parser.add_argument("--auth", default=os.environ.get("NEXTGPT_APP_AUTH"),
                         help="USER:PASSWORD login (default: $NEXTGPT_APP_AUTH)")
     parser.add_argument("--output-dir", default="nextgpt-outputs", help="where generated media are written")
+    parser.add_argument("--no-agent", action="store_true", help="leave out the agent tab")
     add_model_options(parser)
     add_limit_options(parser)
 
@@ -38,7 +39,7 @@ def _app(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]
         from nextgpt.apps.gradio_app import build_demo, launch_demo
 
         limits = limits_from(args)
-        demo = build_demo(load_pipeline(args), output_dir=args.output_dir, limits=limits)
+        demo = build_demo(load_pipeline(args), output_dir=args.output_dir, limits=limits, agent=not args.no_agent)
         print(f"open http://{args.host}:{args.port} (Ctrl+C stops)")
         launch_demo(demo, output_dir=args.output_dir, limits=limits, host=args.host, port=args.port,
                     share=args.share, auth=auth)
