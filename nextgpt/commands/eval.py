@@ -18,7 +18,8 @@ def _eval(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int
     metrics.add_argument("--outputs", required=True, help=".txt (one per line), .jsonl or .json")
     metrics.add_argument("--smoothing", default="none", choices=["none", "add1", "epsilon"], help="BLEU smoothing")
     metrics.add_argument("--json", action="store_true", help="print the scores as JSON")
-    world = actions.add_parser("toyworld", help="run a checkpoint on the held-out toy-world set; print and save a report")
+    world = actions.add_parser("toyworld", help="run a checkpoint on the held-out toy-world set; "
+                                                   "print and save a report")
     world.add_argument("--data", required=True, help="folder written by `nextgpt toyworld data`")
     world.add_argument("--classifiers", required=True, help="folder written by `nextgpt toyworld classifiers`")
     world.add_argument("--limit", type=int, default=None, help="at most N dialogues per eval file")

@@ -159,9 +159,10 @@ def _mean(flags: list[bool]) -> float | None:
     return float(np.mean(flags)) if flags else None
 
 
-def summarize(results: list[TurnResult], retrieval: dict[str, float]) -> dict:
+def summarize(results: list[TurnResult], retrieval: dict[str, float | None]) -> dict:
     """The report: per modality captioning / generation / routing / conversion accuracy and retrieval@1;
-    multi-turn accuracy (dialogues with every turn right) and BLEU-4 / CIDEr-D of the captioning answers."""
+    multi-turn accuracy (dialogues with every turn right) and BLEU-4 / CIDEr-D of the captioning answers.
+    A value is None where the eval set had no item for it."""
     per_modality: dict[str, dict] = {}
     for modality in MODALITIES:
         def pick(kind: str, field: str) -> list[TurnResult]:
@@ -201,7 +202,8 @@ def evaluate_checkpoint(pipe: Any, eval_dir: str | Path, classifiers: Any, *, li
 
     Args:
         classifiers: ``AttributeClassifiers`` (the judges of generated media).
-        limit: at most this many dialogues per eval file (spread over the file), for quick runs.
+        limit: at most this many dialogues per eval file (spread over the file), for quick runs; retrieval@1
+            always uses the whole generation file (one teacher-forced pass).
         out_path: where the JSON report is written (None: not written).
         options: ``GenerationOptions`` for every request (default: greedy, 64 new tokens, media not saved).
 
@@ -217,9 +219,11 @@ def evaluate_checkpoint(pipe: Any, eval_dir: str | Path, classifiers: Any, *, li
         for result in _run_dialogue(pipe, kind, dialogue, checks, classifiers, options):
             result.dialogue_index = number
             results.append(result)
-    generation = [d for kind, d, _ in items if kind == "generation"]
+    # teacher-forced and cheap: always on the whole held-out generation file, whatever the limit
+    generation = load_dialogues([Path(eval_dir) / "eval_generation.jsonl"], format="dialogue")
     retrieval = {m: signal_retrieval(pipe, generation, m) for m in MODALITIES
                  if m in {spec.name for spec in pipe.config.output_modalities}}
+    retrieval = {m: None if np.isnan(value) else value for m, value in retrieval.items()}
     report = {"eval_dir": str(eval_dir), "limit": limit, **summarize(results, retrieval)}
     if out_path is not None:
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)

@@ -114,7 +114,8 @@ TRAINING = {  # renderings and epochs per modality: ≥ 98 % on fresh renderings
 
 
 def train_classifier(modality: str, *, train_size: int | None = None, test_size: int = 600,
-                     epochs: int | None = None, batch_size: int | None = None, seed: int = 0) -> tuple[AttributeClassifier, TrainReport]:
+                     epochs: int | None = None, batch_size: int | None = None, seed: int = 0,
+                     ) -> tuple[AttributeClassifier, TrainReport]:
     """Train the classifier of ``modality`` on renderings and test it on fresh ones (another seed)."""
     defaults = TRAINING[modality]
     train_size = train_size or defaults["train_size"]

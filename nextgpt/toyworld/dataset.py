@@ -126,7 +126,8 @@ def _examples(builder: Builder, split: Split, part: str, sizes: DatasetSizes) ->
             meaning = draw(pools[MODALITIES[int(rng.integers(len(MODALITIES)))]], 1)[0]
             instructions.append(getattr(builder, kind)(meaning))
     return {
-        "comprehension": [builder.pair(m, "comprehension") for mod in MODALITIES for m in draw(pools[mod], sizes.pairs)],
+        "comprehension": [builder.pair(m, "comprehension") for mod in MODALITIES
+                          for m in draw(pools[mod], sizes.pairs)],
         "generation": [builder.pair(m, "generation") for mod in MODALITIES for m in draw(pools[mod], sizes.pairs)],
         "instructions": instructions,
         "dialogues": [builder.multiturn(pools, targets, int(rng.integers(2, 5))) for _ in range(sizes.dialogues)],

@@ -1,0 +1,107 @@
+"""The toy world's datasets: our schema through our loaders and validator, determinism, the held-out split, the
+checks of the eval set, ``nextgpt toyworld data``."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nextgpt.dialogs.loaders import load_dialogues
+from nextgpt.dialogs.tool_calls import parse_tool_calls
+from nextgpt.dialogs.validate import validate
+from nextgpt.toyworld.dataset import EVAL_FILES, DatasetSizes, build_dataset
+from nextgpt.toyworld.language import parse_meaning
+from nextgpt.toyworld.split import make_split
+from nextgpt.toyworld.world import Meaning, linked_attributes
+
+SIZES = DatasetSizes(pairs=4, instructions=24, dialogues=10, tools=9, eval=3)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("toyworld")
+    return out, build_dataset(out, seed=3, sizes=SIZES)
+
+
+def _files(out, part):
+    return sorted(out.glob(f"{part}_*.jsonl"))
+
+
+def test_files_validate_and_counts_match_the_manifest(world):
+    out, manifest = world
+    files = _files(out, "train") + _files(out, "eval")
+    assert {f.name for f in files} == set(manifest["files"])
+    assert validate(files, None, ("image", "video", "audio")) == []
+    for file in files:
+        assert len(load_dialogues([file], format="dialogue")) == manifest["files"][file.name]
+    assert manifest["files"]["train_comprehension.jsonl"] == 3 * SIZES.pairs
+    assert manifest["split"]["fraction"] == 0.2 and manifest["seed"] == 3
+    assert sum(1 for _ in (out / "media" / "video").iterdir()) == manifest["media"]["video"]
+
+
+def test_same_seed_same_files(world, tmp_path):
+    out, _ = world
+    build_dataset(tmp_path, seed=3, sizes=SIZES)
+    for file in _files(out, "train") + _files(out, "eval") + [out / "targets.jsonl"]:
+        assert (tmp_path / file.name).read_text() == file.read_text(), file.name
+    assert (tmp_path / "media/audio/000000.wav").read_bytes() == (out / "media/audio/000000.wav").read_bytes()
+
+
+def test_training_never_sees_held_out_combinations_and_eval_always_does(world):
+    out, _ = world
+    split = make_split()
+    for part in ("train", "eval"):
+        for dialogue in load_dialogues(_files(out, part), format="dialogue"):
+            requests = [o for t in dialogue.turns for o in t.outputs]
+            for request in requests:
+                meaning = parse_meaning(request.caption, request.modality)
+                assert meaning is not None, request.caption
+                if part == "train":
+                    assert not split.is_held_out(meaning), (dialogue.id, request.caption)
+    targets = [json.loads(line) for line in (out / "targets.jsonl").read_text().splitlines()]
+    sources = {d.id: d.turns[0].inputs[0].modality for d in load_dialogues([out / "eval_conversion.jsonl"])}
+    for row in targets:
+        check = row["checks"][0]
+        if row["kind"] in ("captioning", "generation"):
+            assert split.is_held_out(Meaning.of(check["about"], check["attributes"]))
+        if row["kind"] == "conversion":  # judged on the attributes the rule links, nothing else
+            assert list(check["attributes"]) == linked_attributes(sources[row["id"]], check["about"])
+
+
+def test_eval_checks_point_at_assistant_turns_and_match_the_answers(world):
+    out, _ = world
+    targets = {json.loads(line)["id"]: json.loads(line) for line in (out / "targets.jsonl").read_text().splitlines()}
+    dialogues = load_dialogues([out / f"eval_{name}.jsonl" for name in EVAL_FILES], format="dialogue")
+    assert len(dialogues) == len(targets)
+    switches = 0
+    for dialogue in dialogues:
+        row = targets[dialogue.id]
+        for check in row["checks"]:
+            turn = dialogue.turns[check["turn"]]
+            assert turn.role == "assistant"
+            produced = [o.modality for o in turn.outputs]
+            assert produced == ([] if check["produce"] == "text" else [check["produce"]])
+        if row["kind"] == "multiturn":
+            switches += len({c["produce"] for c in row["checks"]}) > 1
+    assert switches > 0  # multi-turn dialogues switch modalities
+
+
+def test_tool_dialogues_use_the_agent_format(world):
+    out, _ = world
+    for dialogue in load_dialogues([out / "train_tools.jsonl"], format="dialogue"):
+        roles = [t.role for t in dialogue.turns]
+        assert roles == ["system", "user", "assistant", "tool", "assistant"]
+        calls = parse_tool_calls(dialogue.turns[2].text)
+        assert len(calls.calls) == 1 and not calls.errors
+        assert calls.calls[0].name == dialogue.turns[3].tool_name
+
+
+def test_cli_toyworld_data(tmp_path, capsys, monkeypatch):
+    from nextgpt.cli import main
+    from nextgpt.toyworld import dataset
+
+    monkeypatch.setitem(dataset.SIZES, "small", SIZES)  # keep the CLI test small
+    assert main(["toyworld", "data", "--out", str(tmp_path), "--seed", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "train_instructions.jsonl: 24 dialogue(s)" in printed and (tmp_path / "manifest.json").is_file()
+    assert main(["data", "validate", *map(str, sorted(tmp_path.glob("*_*.jsonl")))]) == 0
