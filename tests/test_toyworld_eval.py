@@ -71,3 +71,25 @@ def test_evaluate_checkpoint_reports_every_field(tiny_pipe, untrained, tmp_path)
     assert report["counts"]["per_kind"]["multiturn"] >= 3
     table = format_report(report)
     assert "retrieval_at_1" in table and "CIDEr-D" in table
+
+
+def test_cli_classifiers_then_eval_toyworld(tmp_path, capsys, monkeypatch):
+    from nextgpt.cli import main
+    from nextgpt.toyworld import classifiers
+
+    quick = {"train_size": 64, "epochs": 1, "batch_size": 32}
+    monkeypatch.setattr(classifiers, "TRAINING", dict.fromkeys(MODALITIES, quick))  # the contract, not the accuracy
+    assert main(["toyworld", "classifiers", "--out", str(tmp_path / "judges")]) == 0
+    assert "video: accuracy" in capsys.readouterr().out
+    assert {p.name for p in (tmp_path / "judges").iterdir()} == {
+        "classifiers.json", "image.safetensors", "audio.safetensors", "video.safetensors"}
+
+    build_dataset(tmp_path / "world", seed=1, sizes=DatasetSizes(pairs=1, instructions=1, dialogues=1, tools=1, eval=1))
+    assert main(["eval", "toyworld", "--data", str(tmp_path / "world"), "--classifiers", str(tmp_path / "judges"),
+                 "--limit", "1", "--preset", "tiny"]) == 0
+    printed = capsys.readouterr().out
+    assert "retrieval_at_1" in printed and "multi-turn" in printed
+    assert json.loads((tmp_path / "world" / "eval_toyworld-tiny.json").read_text())["limit"] == 1
+    assert main(["eval", "toyworld", "--data", str(tmp_path / "nothing"), "--classifiers", str(tmp_path / "judges"),
+                 "--preset", "tiny"]) == 2
+    assert "nextgpt toyworld data" in capsys.readouterr().err

@@ -17,7 +17,8 @@ def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
     judges = actions.add_parser("classifiers", help="train the attribute classifiers on ground-truth renderings")
     judges.add_argument("--out", required=True, help="folder for {modality}.safetensors + classifiers.json")
     judges.add_argument("--seed", type=int, default=0)
-    judges.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    judges.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: the nets are small; more threads wait on a busy CPU)")
 
     def run(args: argparse.Namespace) -> int:
         if args.toyworld_action == "data":
@@ -34,8 +35,7 @@ def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
 
         from nextgpt.toyworld.classifiers import AttributeClassifiers
 
-        if args.threads:
-            torch.set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)
         classifiers = AttributeClassifiers.train(seed=args.seed)
         out = classifiers.save(args.out)
         for modality, report in classifiers.reports.items():

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from .dialogues import Builder, Example, check_to_dict
 from .render import SAMPLE_RATE, VIDEO_FPS, render
 from .split import Split, make_split
-from .world import MODALITIES, Meaning, convert
+from .world import MODALITIES, Meaning, convert, sample
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def _examples(builder: Builder, split: Split, part: str, sizes: DatasetSizes) ->
         return by_source.get(meaning.key, [])
 
     def draw(pool: list, count: int) -> list:
-        return [pool[i] for i in rng.integers(0, len(pool), size=count)]
+        return sample(pool, count, rng)
 
     if part == "eval":
         return {

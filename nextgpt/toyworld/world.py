@@ -173,8 +173,8 @@ def conversion_pairs() -> Iterator[tuple[str, str]]:
             yield source, target
 
 
-def sample(meanings: Sequence[Meaning], count: int, rng: np.random.Generator) -> list[Meaning]:
-    """``count`` meanings drawn uniformly (with replacement) from ``meanings`` with ``rng``.
+def sample(meanings: Sequence, count: int, rng: np.random.Generator) -> list:
+    """``count`` items (meanings, or pairs of them) drawn uniformly with replacement from ``meanings``.
 
     Raises:
         ValueError: when ``meanings`` is empty.
