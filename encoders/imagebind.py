@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
+from nextgpt.checkpoint import check_shapes, read_weights
 from nextgpt.config import EncoderConfig
 from nextgpt.registry import ENCODERS
 
@@ -305,10 +306,12 @@ class ImageBindEncoder(MediaEncoder):
             logger.info("built a randomly initialised ImageBind (seed %d)", seed)
         else:
             path = _resolve(config.path, base_dir)
-            state = _read_state_dict(path, allow_pickle)
+            state = read_weights(path, allow_pickle=allow_pickle)
             with _empty_weights():
                 model = ib.model.ImageBindModel(**config.architecture)
-            _check_state_dict(model, state, path)
+            check_shapes({k: tuple(t.shape) for k, t in model.state_dict().items()}, state, path,
+                         "encoder.architecture", "Use the architecture the checkpoint was trained with "
+                         "(HUGE_ARCHITECTURE for the official ImageBind-huge)")
             model.load_state_dict(state, strict=True, assign=True)
             logger.info("loaded ImageBind weights from %s", path)
         encoder = cls(config, model)
@@ -444,65 +447,6 @@ def _resolve(path: str, base_dir: str | Path | None) -> Path:
     return resolved
 
 
-_PICKLE_SUFFIXES = {".pth", ".pt", ".bin", ".ckpt"}
-
-
-def _read_state_dict(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
-    suffix = path.suffix.lower()
-    if suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except Exception as error:  # SafetensorError for truncated/corrupt headers or data
-            raise ValueError(f"{path} is not a valid safetensors file ({error}); re-download or re-convert it") from None
-    if suffix in _PICKLE_SUFFIXES:
-        if not allow_pickle:
-            raise ValueError(
-                f"{path} is a pickle checkpoint, refused by default (unpickling can run code). Convert it once "
-                "with nextgpt.encoders.imagebind.convert_pickle_checkpoint(), or pass allow_pickle=True to load it "
-                "with torch.load(weights_only=True)"
-            )
-        return _load_pickle(path)
-    raise ValueError(f"{path}: unknown weights format {suffix!r}; use .safetensors (or .pth with allow_pickle=True)")
-
-
-def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # UnpicklingError for non-tensor objects, RuntimeError/EOFError for damage
-        raise ValueError(
-            f"{path} cannot be loaded with torch.load(weights_only=True): {type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}; it is corrupt or holds more than tensors"
-        ) from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} does not hold a flat state dict of tensors (name → tensor)")
-    return state
-
-
-def _check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [
-        f"{name}: file {tuple(state[name].shape)} vs model {shape}"
-        for name, shape in expected.items()
-        if name in state and tuple(state[name].shape) != shape
-    ]
-    if missing or unexpected or wrong:
-        problems = []
-        if wrong:
-            problems.append(f"{len(wrong)} tensors with the wrong shape (e.g. {'; '.join(wrong[:3])})")
-        if missing:
-            problems.append(f"{len(missing)} missing (e.g. {missing[:3]})")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
-        raise ValueError(
-            f"{path} does not match encoder.architecture: {', '.join(problems)}. Use the architecture the "
-            "checkpoint was trained with (HUGE_ARCHITECTURE for the official ImageBind-huge)"
-        )
-
-
 def convert_pickle_checkpoint(source: str | Path, target: str | Path) -> Path:
     """Convert a pickled ImageBind state dict (e.g. the official ``imagebind_huge.pth``) to safetensors.
 
@@ -516,7 +460,7 @@ def convert_pickle_checkpoint(source: str | Path, target: str | Path) -> Path:
     """
     from safetensors.torch import save_file
 
-    state = _load_pickle(Path(source))
+    state = read_weights(Path(source), allow_pickle=True)
     target = Path(target)
     save_file({name: tensor.contiguous() for name, tensor in state.items()}, str(target))
     return target

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
 EMBEDDINGS_NAME = "embeddings.safetensors"
-PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")  # read only with weights_only=True
 
 
 def read_weights(path: str | Path, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
@@ -38,28 +38,60 @@ def read_weights(path: str | Path, *, allow_pickle: bool = False) -> dict[str, t
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: a pickle without opt-in, or a corrupt/truncated file — naming the file.
+        ValueError: a pickle without opt-in, an unknown format, or a corrupt/truncated file — naming the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} not found")
-    if path.suffix in PICKLE_SUFFIXES:
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
         if not allow_pickle:
             raise ValueError(
-                f"{path} is a pickle checkpoint, which can run code when loaded; convert it to safetensors "
-                "(nextgpt convert-official) or opt in with allow_pickle=True (read with weights_only=True)"
+                f"{path} is a pickle checkpoint, refused by default (unpickling can run code); convert it to "
+                "safetensors once, or opt in with allow_pickle=True (read with torch.load(weights_only=True))"
             )
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # weights_only refuses anything but tensors and plain containers
-            raise ValueError(f"{path} could not be read as a tensors-only pickle: {error}") from None
-        if not isinstance(state, dict):
-            raise ValueError(f"{path} holds a {type(state).__name__}, expected a dict of tensors")
-        return state
+        return _read_pickle(path)
+    if suffix != ".safetensors":
+        raise ValueError(f"{path}: unknown weights format {suffix!r}; use .safetensors (or a pickle with "
+                         "allow_pickle=True)")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
-        raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): {error}") from None
+        raise ValueError(f"{path} is not a valid safetensors file (truncated or corrupt?): {error}") from None
+
+
+def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # UnpicklingError for non-tensor payloads, RuntimeError/EOFError for damage
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        raise ValueError(f"{path} cannot be loaded with torch.load(weights_only=True): {type(error).__name__}: "
+                         f"{first_line}; it is corrupt or holds more than tensors") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} does not hold a flat state dict of tensors (name → tensor)")
+    return state
+
+
+def check_shapes(expected: dict[str, tuple[int, ...]], state: dict[str, torch.Tensor], path: str | Path,
+                 what: str, hint: str = "") -> None:
+    """Compare a state dict with the shapes a model expects; one error lists wrong, missing and unexpected keys.
+
+    Raises:
+        ValueError: ``"<path> does not match <what>: ..."`` followed by ``hint``.
+    """
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {shape}" for k, shape in expected.items()
+             if k in state and tuple(state[k].shape) != tuple(shape)]
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    problems = []
+    if wrong:
+        problems.append(f"{len(wrong)} tensors with the wrong shape (e.g. {'; '.join(wrong[:3])})")
+    if missing:
+        problems.append(f"{len(missing)} missing (e.g. {missing[:3]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+    if problems:
+        raise ValueError(f"{path} does not match {what}: {', '.join(problems)}" + (f". {hint}" if hint else ""))
 
 
 def write_weights(state: dict[str, torch.Tensor], path: str | Path) -> Path:
@@ -98,20 +130,9 @@ def load_trainable(model: "NextGPTModel", folder: str | Path) -> None:
     """
     path = Path(folder) / WEIGHTS_NAME
     state = read_weights(path)
-    expected = trainable_state(model)
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape))
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)} keys (e.g. {missing[:3]})")
-    if unexpected:
-        problems.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[:3]})")
-    if wrong:
-        problems.append("wrong shapes: " + ", ".join(
-            f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}" for k in wrong[:3]))
-    if problems:
-        raise ValueError(f"{path} does not match this model's config: " + "; ".join(problems))
+    expected = {k: tuple(v.shape) for k, v in trainable_state(model).items()}
+    check_shapes(expected, state, path, "this model's config",
+                 "Load it with the config.json it was saved with")
     with torch.no_grad():
         model.input_projectors.load_state_dict(_strip(state, "input_projectors."))
         model.output_projectors.load_state_dict(_strip(state, "output_projectors."))

@@ -134,7 +134,7 @@ def test_malicious_pickle_never_executes(tmp_path, monkeypatch):
     path.write_bytes(pickle.dumps({"llama_proj.weight": _Boom()}))
     with pytest.raises(ValueError, match="pickle checkpoint"):
         read_weights(path)  # refused without opt-in
-    with pytest.raises(ValueError, match="tensors-only pickle"):
+    with pytest.raises(ValueError, match=r"cannot be loaded with torch.load\(weights_only=True\)"):
         read_weights(path, allow_pickle=True)  # opted in: weights_only refuses the payload
     assert not (tmp_path / "PWNED").exists()
 
@@ -145,7 +145,7 @@ def test_corrupt_or_mismatched_checkpoint_is_named(tmp_path, tiny_pipe):
     folder = tiny_pipe.save_pretrained(tmp_path / "ckpt")
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    with pytest.raises(ValueError, match="model.safetensors is not a readable safetensors file"):
+    with pytest.raises(ValueError, match="model.safetensors is not a valid safetensors file"):
         NextGPT.from_pretrained(folder)
     folder = tiny_pipe.save_pretrained(tmp_path / "ckpt2")
     from safetensors.torch import load_file, save_file
@@ -154,7 +154,8 @@ def test_corrupt_or_mismatched_checkpoint_is_named(tmp_path, tiny_pipe):
     state["input_projectors.shared.proj.weight"] = torch.zeros(2, 2)
     del state["output_projectors.image.queries"]
     save_file(state, folder / "model.safetensors")
-    with pytest.raises(ValueError, match=r"missing 1 keys.*output_projectors.image.queries.*wrong shapes"):
+    with pytest.raises(ValueError, match=r"does not match this model's config: 1 tensors with the wrong shape.*"
+                                         r"1 missing \(e.g. \['output_projectors.image.queries'\]\)"):
         NextGPT.from_pretrained(folder)
     with pytest.raises(FileNotFoundError, match="config.json"):
         NextGPT.from_pretrained(tmp_path / "nowhere")
