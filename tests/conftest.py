@@ -10,6 +10,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def single_thread():
+    """Tiny models gain nothing from intra-op threads, and OpenMP workers spinning against other processes on a
+    busy 2-core machine made training and decoder tests 6–10× slower. Subprocesses keep torch's default."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_pipe():
     from nextgpt import NextGPT

@@ -15,14 +15,6 @@ from nextgpt.training.data import read_dialogues
 from nextgpt.training.features import FeatureSource
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tiny_pipe):
     root = tmp_path_factory.mktemp("cache")

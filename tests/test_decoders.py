@@ -25,7 +25,7 @@ from nextgpt.decoders import (
 )
 from nextgpt.decoders.architectures import STABLE_DIFFUSION_V1_5, ZEROSCOPE_V2_576W
 from nextgpt.decoders.media_io import write_video
-from nextgpt.decoders.tokenizers import builtin_tokenizer_dir, build_tokenizer, train_tiny_roberta_tokenizer
+from nextgpt.decoders.tokenizers import build_tokenizer, builtin_tokenizer_dir, train_tiny_roberta_tokenizer
 from nextgpt.registry import DECODERS
 
 KINDS = {
@@ -47,16 +47,6 @@ def assert_media_close(a: DecodedMedia, b: DecodedMedia) -> None:
         assert np.abs(a.data.astype(int) - b.data.astype(int)).max() <= 1
     else:
         np.testing.assert_allclose(a.data, b.data, atol=1e-5)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny models gain nothing from threads, and OpenMP workers spinning against other processes on a busy
-    2-core machine made these tests ~6× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", params=list(KINDS))

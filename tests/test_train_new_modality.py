@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -64,13 +63,6 @@ def depth_pairs(folder: Path) -> Path:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines * 2))
     return path
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_depth_becomes_an_input_modality_with_a_stage1_run(tmp_path):

@@ -12,14 +12,6 @@ from nextgpt.training import NonFiniteLossError, Trainer, checkpoints, load_trai
 from nextgpt.training.data import DatasetError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return synthetic.instruction_dialogues(tmp_path_factory.mktemp("resume-data"))

@@ -8,15 +8,6 @@ import torch
 from nextgpt.training import Trainer, load_train_config, synthetic
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models on a shared machine: one thread avoids oversubscription (10× faster here).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("stages")
