@@ -21,7 +21,6 @@ def untrained():
 
 
 def test_audio_classifier_learns_from_renderings_quickly():
-    torch.set_num_threads(1)
     model, report = train_classifier("audio", train_size=1000, epochs=8, test_size=200)
     assert report.accuracy >= 0.9, report  # the shipped judges train longer: >= 98 % (docs/toyworld.md)
     judges = AttributeClassifiers({"audio": model.eval()})
