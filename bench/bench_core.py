@@ -2,8 +2,8 @@
 
 1. overhead: end-to-end turn ÷ (direct transformers ``generate`` + output projector + direct diffusers call)
    on the same prompt embeddings, token count and diffusion settings — target ≤ 1.05.
-2. decoder reuse: second media turn ÷ first (the first builds the decoder) — target ≤ 0.5; and, for contrast,
-   the official code's habit of rebuilding the pipeline every call.
+2. decoder reuse: second media turn ÷ first (the first loads the decoder from the checkpoint folder) — target
+   ≤ 0.5; and, for contrast, the official code's habit of reloading the pipeline every call.
 3. memory: peak RSS of a text-only session ÷ a session that used all decoders — target ≤ 0.5 (separate
    processes; also reported above the post-import baseline, because on the tiny preset the decoders are small
    next to the Python/torch runtime).
@@ -97,18 +97,25 @@ def overhead(repeats: int) -> tuple[float, float]:
 
 
 def reuse() -> tuple[float, float, float]:
+    """Media turns on a checkpoint loaded from disk (decoders come from files, as with real weights); a text
+    turn first, so that the first media turn differs from the second only by loading the decoder."""
+    import tempfile
+
     from nextgpt import GenerationOptions, NextGPT
 
-    pipe = NextGPT.from_preset("tiny")
-    options = GenerationOptions(force={"image"}, max_new_tokens=8, seed=0, output_dir=None)
-    first = timed(lambda: pipe.chat("draw", options), 1)
-    second = timed(lambda: pipe.chat("draw", options), 1)
+    with tempfile.TemporaryDirectory() as folder:
+        NextGPT.from_preset("tiny").save_pretrained(f"{folder}/tiny")
+        pipe = NextGPT.from_pretrained(f"{folder}/tiny")
+        pipe.chat("hello", GenerationOptions(max_new_tokens=8, forbid={"image", "audio", "video"}, output_dir=None))
+        options = GenerationOptions(force={"image"}, max_new_tokens=8, seed=0, output_dir=None)
+        first = timed(lambda: pipe.chat("draw", options), 1)
+        second = timed(lambda: pipe.chat("draw", options), 3)
 
-    def rebuilt() -> None:
-        pipe.decoders["image"].unload()
-        pipe.chat("draw", options)
+        def reloaded() -> None:  # the official code's habit: from_pretrained on every call
+            pipe.decoders["image"].unload()
+            pipe.chat("draw", options)
 
-    return first, second, timed(rebuilt, 1)
+        return first, second, timed(reloaded, 3)
 
 
 def main() -> None:
@@ -127,7 +134,7 @@ def main() -> None:
           f"{ours / direct:.3f}  (target ≤ 1.05)")
     first, second, rebuilt = reuse()
     print(f"second media turn {second:.3f} s ÷ first {first:.3f} s = {second / first:.3f}  (target ≤ 0.5); "
-          f"rebuilding the pipeline every call instead: {rebuilt / first:.3f}")
+          f"reloading the pipeline every call instead: {rebuilt / first:.3f}")
     results = {}
     for mode in ("text", "all"):
         out = subprocess.run([sys.executable, __file__, "--memory-child", mode], capture_output=True, text=True,
