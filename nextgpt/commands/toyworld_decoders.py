@@ -1,0 +1,49 @@
+"""``nextgpt toyworld-train-decoder image|video``: train a toy-world decoder from scratch on CPU and score it."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Callable
+
+from nextgpt.cli import command
+
+
+@command("toyworld-train-decoder",
+         "train a toy-world decoder (tiny VAE + UNet) from scratch, save the pipeline and score its generations")
+def _toyworld_train_decoder(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    parser.add_argument("modality", choices=["image", "video", "audio"],
+                        help="which decoder (audio is not supported yet and exits with an error)")
+    parser.add_argument("--out", required=True, help="folder for the diffusers pipeline and decoder.json")
+    parser.add_argument("--steps", type=int, default=None, help="UNet steps (default: the recipe's budget)")
+    parser.add_argument("--vae-steps", type=int, default=None, help="VAE steps (default: the recipe's budget)")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--judges", default=None,
+                        help="folder of `nextgpt toyworld classifiers` (default: train them, seconds)")
+    parser.add_argument("--eval-count", type=int, default=40, help="held-out generations to score (0: none)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+
+    def run(args: argparse.Namespace) -> int:
+        import torch
+
+        from nextgpt.toyworld.train_decoders import train_toy_decoder
+
+        torch.set_num_threads(args.threads)
+        try:
+            report = train_toy_decoder(args.modality, args.out, seed=args.seed, steps=args.steps,
+                                       vae_steps=args.vae_steps, batch_size=args.batch_size, judges=args.judges,
+                                       eval_count=args.eval_count)
+        except ValueError as error:
+            print(f"error: {error}")
+            return 2
+        print(f"VAE reconstruction MSE by tenth of training: {report.vae_loss}")
+        print(f"UNet noise-prediction loss by tenth of training: {report.unet_loss}")
+        print(f"seconds: {report.seconds}")
+        if report.accuracy:
+            print("generation accuracy on held-out meanings: "
+                  + ", ".join(f"{k}={v:.3f}" for k, v in report.accuracy.items()))
+        print("DecoderConfig: " + json.dumps(report.config.model_dump()))
+        print(f"wrote {args.out} (report: {args.out}/decoder.json, grid: {args.out}/eval_grid.png)")
+        return 0
+
+    return run
