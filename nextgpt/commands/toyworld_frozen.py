@@ -1,0 +1,53 @@
+"""``nextgpt toyworld-train encoder|llm``: train the toy world's frozen encoder (a small ImageBind) or LLM (a tiny
+LLaMA and its tokenizer) from scratch on CPU."""
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+from nextgpt.cli import command
+
+
+@command("toyworld-train", "train the toy world's frozen parts from scratch: encoder (small ImageBind) or llm")
+def _toyworld_train(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    parser.add_argument("part", choices=["encoder", "llm"], help="what to train")
+    parser.add_argument("--out", required=True, help="folder to write (encoder.safetensors + encoder.json, or "
+                                                     "llm/ + tokenizer/)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimiser steps (default: encoder 300, llm 800 — a few minutes on one thread)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: the models are small; more threads wait on a busy CPU)")
+
+    def run(args: argparse.Namespace) -> int:
+        import logging
+
+        import torch
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        torch.set_num_threads(args.threads)
+        if args.steps is not None and args.steps <= 0:
+            raise SystemExit(f"--steps must be positive, got {args.steps}")
+        if args.part == "encoder":
+            from nextgpt.toyworld.train_encoder import train_toy_encoder
+
+            report = train_toy_encoder(args.out, seed=args.seed, steps=args.steps or 300)
+            for modality, value in report.retrieval_at_1.items():
+                print(f"{modality}: retrieval@1 {value:.3f} over all meanings, "
+                      f"{report.retrieval_at_1_held_out[modality]:.3f} on held-out meanings")
+            print(f"loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}; {report.seconds:.0f} s")
+            print(f"wrote {report.weights} and {report.config} "
+                  f"(load: build_encoder(EncoderConfig(**json), base_dir={args.out!r}))")
+            return 0
+        from nextgpt.toyworld.train_llm import train_toy_llm
+
+        report = train_toy_llm(args.out, seed=args.seed, steps=args.steps or 800)
+        print(f"perplexity {report.perplexity_eval:.3f} on held-out (eval split) dialogues, "
+              f"{report.perplexity_train_fresh:.3f} on fresh training dialogues")
+        print(f"loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}; vocab {report.vocab_size}; "
+              f"{report.parameters} parameters; {report.seconds:.0f} s")
+        print(f"wrote {report.llm_dir} and {report.tokenizer_dir} "
+              f"(load: LLMConfig(path='llm', tokenizer='tokenizer') with base_dir={args.out!r})")
+        return 0
+
+    return run

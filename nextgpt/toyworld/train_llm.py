@@ -1,0 +1,246 @@
+"""The toy world's frozen LLM: a byte-level BPE tokenizer for its language and a tiny LLaMA pretrained on its text.
+
+``train_toy_llm(out_dir)``:
+
+1. renders dialogues of the training split (``dialogues.py``'s builder, with no media written) in the
+   ``vicuna_v0`` template (``dialogs/templates.py``) — the format the NExT-GPT stages train in. An input item's
+   placeholder (``<image>``) is replaced by a caption of it; output markers (``<output:image>``) stay as text;
+   tool-call dialogues are left out;
+2. trains a byte-level BPE (``tokenizers``; vocabulary :data:`VOCAB_SIZE`) on that text plus every caption,
+   instruction and answer template string, saved with ``save_pretrained`` under ``tokenizer/``;
+3. pretrains a tiny ``LlamaForCausalLM`` (:data:`TOY_LLAMA`) on the text, packed into blocks, and saves it under
+   ``llm/`` (safetensors);
+4. reports the perplexity on held-out text: dialogues of the eval split (held-out combinations and phrasings)
+   and fresh training-split dialogues (another seed).
+
+Load the result with ``LLMConfig(path="llm", tokenizer="tokenizer")`` and ``base_dir=out_dir``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from .language import TEMPLATES, WORDS, caption
+from .split import Split, make_split
+from .world import MODALITIES, Meaning, all_meanings
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TOY_LLAMA", "VOCAB_SIZE", "LLMReport", "dialogue_texts", "train_toy_llm", "train_toy_tokenizer"]
+
+VOCAB_SIZE = 768
+SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
+TEMPLATE = "vicuna_v0"
+TOY_LLAMA: dict[str, Any] = {
+    "hidden_size": 128,
+    "intermediate_size": 344,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 1024,
+    "tie_word_embeddings": True,
+    "rms_norm_eps": 1e-5,
+}
+"""The default toy LLaMA (≈0.7M parameters with a 768-token vocabulary)."""
+
+
+@dataclass
+class LLMReport:
+    """What :func:`train_toy_llm` did: perplexity on held-out text, the loss curve, wall time and the folders."""
+
+    perplexity_eval: float
+    perplexity_train_fresh: float
+    losses: list[float]
+    seconds: float
+    steps: int
+    parameters: int
+    vocab_size: int
+    train_tokens: int
+    llm_dir: str
+    tokenizer_dir: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---- text ----------------------------------------------------------------------------------------------------
+def _meanings_by_key() -> dict[str, Meaning]:
+    return {m.key: m for modality in MODALITIES for m in all_meanings(modality)}
+
+
+def dialogue_texts(part: str, count: int, seed: int, split: Split | None = None) -> list[str]:
+    """``count``-ish dialogues of the split's ``part`` (``train``/``eval``) rendered in the vicuna_v0 template,
+    input placeholders replaced by a caption of the item (a phrasing of that part). No media is rendered."""
+    from nextgpt.dialogs.templates import get_template
+
+    from .dataset import DatasetSizes, _examples
+    from .dialogues import Builder
+
+    split = split or make_split()
+    template = get_template(TEMPLATE)
+    by_key = _meanings_by_key()
+    rng = np.random.default_rng(seed)
+    builder = Builder(split, part, lambda meaning: meaning.key, rng)
+    texts: list[str] = []
+    while len(texts) < count:
+        if part == "train":
+            per = max(1, count // 20)
+            sizes = DatasetSizes(pairs=per, instructions=3 * per, dialogues=3 * per, tools=0, eval=1)
+        else:
+            sizes = DatasetSizes(pairs=1, instructions=1, dialogues=1, tools=0, eval=max(1, count // 12))
+        for examples in _examples(builder, split, part, sizes).values():
+            for example in examples:
+                turns = []
+                for turn in example.dialogue.turns:
+                    if turn.role not in ("system", "user", "assistant"):
+                        break
+                    text = turn.text
+                    for ref in turn.inputs:
+                        described = builder.caption(by_key[ref.path])
+                        text = text.replace(f"<{ref.modality}>", described, 1)
+                    turns.append((turn.role, text))
+                else:
+                    texts.append(template.render(turns, add_generation_prompt=False))
+    order = rng.permutation(len(texts))[:count]
+    return [texts[i] for i in order]
+
+
+def _template_strings() -> list[str]:
+    from .prompts import ANSWERS, INSTRUCTIONS
+
+    lines = [t for group in (INSTRUCTIONS, ANSWERS, TEMPLATES) for options in group.values() for t in options]
+    lines += [w for values in WORDS.values() for words in values.values() for ws in words.values() for w in ws]
+    lines += ["### Human: ", "### Assistant: ", "\n###", "<image> <audio> <video>",
+              "<output:image> <output:audio> <output:video>"]
+    lines += [caption(m, p) for modality in MODALITIES for m in all_meanings(modality)
+              for p in range(len(TEMPLATES[modality]))]
+    return lines
+
+
+def train_toy_tokenizer(texts: Iterable[str], vocab_size: int = VOCAB_SIZE) -> Any:
+    """A byte-level BPE (any UTF-8 round-trips) trained on ``texts`` + the world's template strings, wrapped as a
+    ``PreTrainedTokenizerFast`` with ``<unk> <s> </s> <pad>`` (left padding, like the shipped tiny tokenizer)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(list(texts) + _template_strings(), trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<s>",
+                                   eos_token="</s>", pad_token="<pad>", model_max_length=2048, padding_side="left")
+
+
+def _pack(tokenizer: Any, texts: list[str], block: int) -> torch.Tensor:
+    """``<s> text </s>`` of every text, concatenated and cut into ``[N, block]`` rows (the tail dropped)."""
+    ids: list[int] = []
+    for encoded in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+        ids += [tokenizer.bos_token_id, *encoded, tokenizer.eos_token_id]
+    rows = len(ids) // block
+    if rows == 0:
+        raise ValueError(f"only {len(ids)} tokens of text: fewer than one block of {block}")
+    return torch.tensor(ids[: rows * block]).view(rows, block)
+
+
+@torch.no_grad()
+def perplexity(model: Any, blocks: torch.Tensor, batch_size: int = 16) -> float:
+    """exp of the mean next-token loss over ``blocks`` (``[N, L]`` token ids)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(blocks), batch_size):
+        batch = blocks[start:start + batch_size]
+        loss = model(input_ids=batch, labels=batch).loss
+        tokens = batch.shape[0] * (batch.shape[1] - 1)
+        total, count = total + loss.item() * tokens, count + tokens
+    model.train(was_training)
+    return math.exp(total / count)
+
+
+# ---- training ------------------------------------------------------------------------------------------------
+def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 600, batch_size: int = 16, block: int = 128,
+                  lr: float = 3e-3, architecture: dict[str, Any] | None = None, vocab_size: int = VOCAB_SIZE,
+                  train_dialogues: int = 4000, eval_dialogues: int = 300) -> LLMReport:
+    """Train the toy tokenizer and LLaMA and save them under ``out_dir/tokenizer`` and ``out_dir/llm``.
+
+    Args:
+        out_dir: output folder.
+        seed: seeds the text, the initialisation and the batches (same seed, same weights).
+        steps: optimiser steps of ``batch_size`` blocks of ``block`` tokens.
+        lr: AdamW peak learning rate (cosine decay after a 5 % warm-up).
+        architecture: overrides of :data:`TOY_LLAMA` (``LlamaConfig`` kwargs).
+        vocab_size: BPE vocabulary size (special tokens included).
+        train_dialogues / eval_dialogues: how many training / held-out dialogues to render.
+
+    Raises:
+        ValueError: for non-positive sizes.
+    """
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    if min(steps, batch_size, block, train_dialogues, eval_dialogues) <= 0:
+        raise ValueError("steps, batch_size, block, train_dialogues and eval_dialogues must all be > 0")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    split = make_split()
+    train_text = dialogue_texts("train", train_dialogues, seed, split)
+    eval_text = dialogue_texts("eval", eval_dialogues, seed + 1, split)
+    fresh_text = dialogue_texts("train", eval_dialogues, seed + 2, split)
+    tokenizer = train_toy_tokenizer(train_text, vocab_size)
+    tokenizer.save_pretrained(out / "tokenizer")
+    train_blocks = _pack(tokenizer, train_text, block)
+    eval_blocks, fresh_blocks = _pack(tokenizer, eval_text, block), _pack(tokenizer, fresh_text, block)
+    logger.info("toy LLM text: %d train blocks of %d tokens, vocab %d (%.1f s)", len(train_blocks), block,
+                len(tokenizer), time.perf_counter() - started)
+
+    config = LlamaConfig(**{**TOY_LLAMA, **(architecture or {})}, vocab_size=len(tokenizer),
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config)
+        model.train()
+        optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
+        warmup = max(1, steps // 20)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+        losses: list[float] = []
+        for step in range(steps):
+            batch = train_blocks[torch.randint(len(train_blocks), (batch_size,), generator=generator)]
+            loss = model(input_ids=batch, labels=batch).loss
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimiser.step()
+            schedule.step()
+            losses.append(loss.item())
+            if step % 50 == 0 or step == steps - 1:
+                logger.info("llm step %d/%d: loss %.4f (%.0f s)", step + 1, steps, losses[-1],
+                            time.perf_counter() - started)
+    train_seconds = time.perf_counter() - started
+    model.eval()
+    model.requires_grad_(False)
+    model.save_pretrained(out / "llm", safe_serialization=True)
+    ppl_eval, ppl_fresh = perplexity(model, eval_blocks), perplexity(model, fresh_blocks)
+    seconds = time.perf_counter() - started
+    report = LLMReport(ppl_eval, ppl_fresh, losses, seconds, steps, sum(p.numel() for p in model.parameters()),
+                       len(tokenizer), int(train_blocks.numel()), str(out / "llm"), str(out / "tokenizer"),
+                       {"train_seconds": train_seconds, "batch_size": batch_size, "block": block, "lr": lr,
+                        "seed": seed, "template": TEMPLATE})
+    (out / "llm_report.json").write_text(json.dumps({k: v for k, v in report.to_dict().items() if k != "losses"},
+                                                    indent=2) + "\n")
+    logger.info("toy LLM: perplexity %.3f on held-out (eval split) text, %.3f on fresh training text, %.0f s",
+                ppl_eval, ppl_fresh, seconds)
+    return report
