@@ -39,6 +39,7 @@ def test_encoder_loss_falls(encoder_run):
     assert _mean(report.losses[-5:]) < _mean(report.losses[:3]) / 1.3
     assert set(report.retrieval_at_1) == {"image", "audio", "video"}
     assert all(0.0 <= v <= 1.0 for v in report.retrieval_at_1_held_out.values())
+    assert all(0.0 <= v <= 1.0 for v in report.attribute_accuracy.values())
 
 
 def test_encoder_loads_frozen_through_build_encoder(encoder_run):

@@ -75,11 +75,13 @@ LOGIT_SCALE = 1 / 0.07  # CLIP's initial temperature, kept fixed
 
 @dataclass
 class EncoderReport:
-    """What :func:`train_toy_encoder` did: retrieval@1 per modality (all meanings / held-out meanings only),
-    the loss curve (mean over modalities, every step), wall time and the files written."""
+    """What :func:`train_toy_encoder` did: retrieval@1 per modality (all meanings / held-out meanings only), the
+    mean fraction of attributes right in the retrieved caption, the loss curve (mean over modalities, every step),
+    wall time and the files written."""
 
     retrieval_at_1: dict[str, float]
     retrieval_at_1_held_out: dict[str, float]
+    attribute_accuracy: dict[str, float]
     losses: list[float]
     seconds: float
     steps: int
@@ -127,9 +129,11 @@ def _info_nce(media: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_retrieval(encoder: Any, *, seed: int = 12345, per_modality: int = 100,
-                       modalities: tuple[str, ...] = MODALITIES) -> tuple[dict[str, float], dict[str, float]]:
+                       modalities: tuple[str, ...] = MODALITIES
+                       ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     """Retrieval@1 of fresh jittered renderings against the canonical captions (phrasing 0, first words) of all
-    meanings of their modality; returns (all meanings, held-out meanings only), per modality.
+    meanings of their modality; returns, per modality: retrieval@1 over all meanings, retrieval@1 on held-out
+    meanings only, and the mean fraction of attributes the top caption gets right (all meanings).
 
     ``per_modality`` renderings are drawn uniformly over all meanings (every held-out meaning is added once more
     so the held-out figure is never empty).
@@ -138,28 +142,36 @@ def evaluate_retrieval(encoder: Any, *, seed: int = 12345, per_modality: int = 1
     encoder.eval()
     rng = np.random.default_rng(seed)
     split = make_split()
-    overall, held = {}, {}
+    overall, held, attributes = {}, {}, {}
     for modality in modalities:
         meanings = all_meanings(modality)
         texts = _embed(encoder, "text", encoder.preprocess("text", [caption(m) for m in meanings]))
         picks = [meanings[int(i)] for i in rng.integers(len(meanings), size=per_modality)]
         picks += split.meanings(modality, "eval")
-        right, right_held, count_held = 0, 0, 0
+        right, right_held, count_held, attribute_hits = 0, 0, 0, 0.0
         for start in range(0, len(picks), 32):
             chunk = picks[start:start + 32]
             inputs = encoder.preprocess(modality, [_media_item(m, rng) for m in chunk])
             best = (_embed(encoder, modality, inputs) @ texts.T).argmax(dim=1)
             for offset, meaning in enumerate(chunk):
-                hit = meanings[int(best[offset])].key == meaning.key
+                found = meanings[int(best[offset])]
+                hit = found.key == meaning.key
                 if start + offset < per_modality:
                     right += hit
+                    attribute_hits += _mean(found[a] == v for a, v in meaning.attributes.items())
                 if split.is_held_out(meaning):
                     right_held += hit
                     count_held += 1
         overall[modality] = right / per_modality
         held[modality] = right_held / max(count_held, 1)
+        attributes[modality] = attribute_hits / per_modality
     encoder.train(was_training)
-    return overall, held
+    return overall, held, attributes
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
 
 
 def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 300, batch_size: int = 32,
@@ -232,12 +244,12 @@ def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 300, b
     weights = write_weights({k: v.detach().contiguous() for k, v in encoder.state_dict().items()}, out / ENCODER_FILE)
     saved = toy_encoder_config(architecture, path=ENCODER_FILE)
     (out / CONFIG_FILE).write_text(json.dumps(saved.model_dump(mode="json"), indent=2) + "\n")
-    overall, held = ({}, {})
+    overall, held, attributes = ({}, {}, {})
     if eval_per_modality > 0:
-        overall, held = evaluate_retrieval(encoder, seed=seed + 1_000_003, per_modality=eval_per_modality,
+        overall, held, attributes = evaluate_retrieval(encoder, seed=seed + 1_000_003, per_modality=eval_per_modality,
                                            modalities=modalities)
     seconds = time.perf_counter() - started
-    report = EncoderReport(overall, held, losses, seconds, steps, sum(p.numel() for p in parameters),
+    report = EncoderReport(overall, held, attributes, losses, seconds, steps, sum(p.numel() for p in parameters),
                            str(weights), str(out / CONFIG_FILE),
                            {"train_seconds": train_seconds, "batch_size": batch_size, "lr": lr, "seed": seed})
     (out / "encoder_report.json").write_text(json.dumps({k: v for k, v in report.to_dict().items()

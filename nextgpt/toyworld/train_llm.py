@@ -169,7 +169,7 @@ def perplexity(model: Any, blocks: torch.Tensor, batch_size: int = 16) -> float:
 
 
 # ---- training ------------------------------------------------------------------------------------------------
-def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 600, batch_size: int = 16, block: int = 128,
+def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 500, batch_size: int = 16, block: int = 128,
                   lr: float = 3e-3, architecture: dict[str, Any] | None = None, vocab_size: int = VOCAB_SIZE,
                   train_dialogues: int = 4000, eval_dialogues: int = 300) -> LLMReport:
     """Train the toy tokenizer and LLaMA and save them under ``out_dir/tokenizer`` and ``out_dir/llm``.
