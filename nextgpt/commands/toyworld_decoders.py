@@ -1,4 +1,4 @@
-"""``nextgpt toyworld-train-decoder image|video``: train a toy-world decoder from scratch on CPU and score it."""
+"""``nextgpt toyworld-train-decoder image|audio|video``: train a toy-world decoder from scratch on CPU and score it."""
 from __future__ import annotations
 
 import argparse
@@ -11,8 +11,7 @@ from nextgpt.cli import command
 @command("toyworld-train-decoder",
          "train a toy-world decoder (tiny VAE + UNet) from scratch, save the pipeline and score its generations")
 def _toyworld_train_decoder(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    parser.add_argument("modality", choices=["image", "video", "audio"],
-                        help="which decoder (audio is not supported yet and exits with an error)")
+    parser.add_argument("modality", choices=["image", "audio", "video"], help="which decoder")
     parser.add_argument("--out", required=True, help="folder for the diffusers pipeline and decoder.json")
     parser.add_argument("--steps", type=int, default=None, help="UNet steps (default: the recipe's budget)")
     parser.add_argument("--vae-steps", type=int, default=None, help="VAE steps (default: the recipe's budget)")

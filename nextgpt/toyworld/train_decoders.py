@@ -11,8 +11,11 @@ tiny architecture, the media layout and default generation options). Per decoder
 3. the pipeline is saved with ``save_pretrained`` (safetensors, a DDIM scheduler), and generations from held-out
    meanings and phrasings are scored by the attribute judges.
 
-Audio (AudioLDM) is not supported yet: its VAE works on mel spectrograms and the judges need a vocoder that
-keeps pitch and timbre, which the tiny HiFi-GAN cannot learn in minutes (see docs/toyworld.md, "Decoders").
+Audio (AudioLDM): training a HiFi-GAN is too slow on CPU, so the "mel spectrogram" is replaced by *harmonic
+frames* — per 50 ms frame, the cosine and sine coefficients of the 36 harmonics of 220 Hz (every partial of every
+toy tone below 8 kHz) — and the vocoder is a ``SpeechT5HifiGan`` whose weights are set, not trained, to the exact
+inverse: a transposed convolution with Hann-windowed sinusoids (overlap-add synthesis). Its two leaky ReLUs are
+made linear by carrying each signal as ``(x, -x)``. It loads with the stock ``AudioLDMPipeline``.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ import torch
 from nextgpt.config import DecoderConfig
 
 from .language import caption
-from .render import VIDEO_FPS, VIDEO_FRAMES, render
+from .render import SAMPLE_RATE, VIDEO_FPS, VIDEO_FRAMES, render
 from .split import make_split
 from .world import Meaning, attribute_space
 
@@ -45,12 +48,93 @@ UNCONDITIONAL_FRACTION = 0.1
 """Fraction of training captions replaced by the empty prompt (for classifier-free guidance)."""
 
 
+# ---- audio: harmonic frames and their fixed vocoder ----------------------------------------------------------
+HOP = 800
+"""Samples per harmonic frame (50 ms): every harmonic of 220 Hz makes a whole number of cycles per hop."""
+HARMONICS = 36
+"""Harmonics of 220 Hz below 8 kHz; ×2 (cosine, sine) = the vocoder's ``model_in_dim``."""
+FRAME_SCALE = 4.0
+"""Harmonic coefficients (≤ 0.6) × this = the frame values the VAE sees."""
+
+
+def _synthesis_kernels() -> np.ndarray:
+    """``[2·HARMONICS, 2·HOP]``: Hann window × cos/sin of each harmonic, in absolute phase (see ``harmonic_frames``)."""
+    window = np.hanning(2 * HOP + 1)[:-1]  # periodic Hann: shifted by HOP, the windows sum to 1
+    j = np.arange(2 * HOP) - HOP // 2
+    omega = 2 * np.pi * 220.0 * np.arange(1, HARMONICS + 1)[:, None] / SAMPLE_RATE
+    return np.concatenate([window * np.cos(omega * j), window * np.sin(omega * j)])
+
+
+def harmonic_frames(audio: np.ndarray) -> np.ndarray:
+    """1 s of 16 kHz audio → ``[20, 72]`` harmonic frames (× ``FRAME_SCALE``); the vocoder inverts it."""
+    kernels = _synthesis_kernels()
+    frames = len(audio) // HOP
+    padded = np.pad(audio.astype(np.float64), (HOP // 2, 3 * HOP // 2))
+    segments = np.stack([padded[m * HOP:m * HOP + 2 * HOP] for m in range(frames)])  # frame m: t ∈ [mH − H/2, ...)
+    # least squares for near-orthogonal windowed partials: coefficient = Σ w·x·basis / (Σ w / 2)
+    return (segments @ kernels.T / (HOP / 2) * FRAME_SCALE).astype(np.float32)
+
+
+def set_harmonic_vocoder(vocoder: torch.nn.Module) -> None:
+    """Set a ``SpeechT5HifiGan`` built from ``HARMONIC_VOCODER`` to the exact inverse of ``harmonic_frames``."""
+    n = 2 * HARMONICS
+    kernels = torch.from_numpy(_synthesis_kernels()).float()
+    with torch.no_grad():
+        for parameter in vocoder.parameters():
+            parameter.zero_()
+        eye = torch.eye(n) / FRAME_SCALE
+        vocoder.conv_pre.weight[:n, :, 3] = eye  # (x, -x): leaky_relu(x) - leaky_relu(-x) = (1 + slope)·x
+        vocoder.conv_pre.weight[n:, :, 3] = -eye
+        slope = vocoder.config.leaky_relu_slope
+        up = vocoder.upsampler[0].weight  # [2n, n, 2·HOP]: output channels 0, 1 carry (y, -y)
+        up[:n, 0], up[n:, 0] = kernels / (1 + slope), -kernels / (1 + slope)
+        up[:n, 1], up[n:, 1] = -kernels / (1 + slope), kernels / (1 + slope)
+        vocoder.conv_post.weight[0, 0, 3], vocoder.conv_post.weight[0, 1, 3] = 1 / 1.01, -1 / 1.01  # slope 0.01
+    vocoder.requires_grad_(False)
+
+
+HARMONIC_VOCODER = {
+    "class": "SpeechT5HifiGan",
+    "config": {
+        "model_in_dim": 2 * HARMONICS,
+        "sampling_rate": SAMPLE_RATE,
+        "upsample_initial_channel": 4 * HARMONICS,
+        "upsample_rates": [HOP],
+        "upsample_kernel_sizes": [2 * HOP],
+        "resblock_kernel_sizes": [1],  # zero weights: identity residual blocks
+        "resblock_dilation_sizes": [[1]],
+        "leaky_relu_slope": 0.1,
+        "normalize_before": False,
+    },
+}
+"""The fixed vocoder of the toy audio decoder (its weights come from ``set_harmonic_vocoder``)."""
+
+
+AUDIO_TOKENS = 48
+"""Tokenizer length of the toy audio decoder's CLAP encoder (the tiny default, 16, cuts toy captions short)."""
+
+
+def _exact_pitch_audio(meaning: Meaning, rng: np.random.Generator) -> np.ndarray:
+    """``render_audio`` with its phase, loudness and beep-phase jitter but the exact pitch: harmonic frames hold
+    only exact harmonics of 220 Hz, and a detuned partial would smear across them."""
+    from .render import BEEP_SECONDS, PITCH_HZ, _band_limited
+
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    frequency = PITCH_HZ[meaning["pitch"]]
+    wave = _band_limited(meaning["timbre"], frequency * t + rng.uniform(0, 1), frequency, SAMPLE_RATE)
+    envelope = np.ones_like(t)
+    if meaning["rhythm"] == "beeping":
+        envelope = (((t + rng.uniform(0, BEEP_SECONDS)) // BEEP_SECONDS) % 2 == 0).astype(np.float64)
+    return (rng.uniform(0.3, 0.6) * wave * envelope).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class DecoderSpec:
     """How one modality's decoder is built and fed."""
 
     kind: str
-    frames: int | None  # None: images [B, 3, H, W]; else videos [B, 3, F, H, W]
+    layout: str  # image [B, 3, H, W] | video [B, 3, F, H, W] | frames: audio as harmonic frames [B, 1, 20, 72]
+    condition_tokens: int
     defaults: dict[str, Any]
     steps: int
     vae_steps: int
@@ -58,15 +142,18 @@ class DecoderSpec:
 
 
 SPECS: dict[str, DecoderSpec] = {
-    "image": DecoderSpec("stable-diffusion", None,
+    "image": DecoderSpec("stable-diffusion", "image", CONDITION_TOKENS,
                          {"num_inference_steps": 20, "guidance_scale": 3.0, "height": 32, "width": 32},
                          steps=800, vae_steps=150, batch_size=32),
-    "video": DecoderSpec("text-to-video", VIDEO_FRAMES,
+    "audio": DecoderSpec("audioldm", "frames", 1,
+                         {"num_inference_steps": 20, "guidance_scale": 3.0, "audio_length_in_s": 1.0},
+                         steps=600, vae_steps=150, batch_size=32),
+    "video": DecoderSpec("text-to-video", "video", CONDITION_TOKENS,
                          {"num_inference_steps": 20, "guidance_scale": 3.0, "height": 32, "width": 32,
                           "num_frames": VIDEO_FRAMES, "fps": VIDEO_FPS},
-                         steps=500, vae_steps=100, batch_size=8),
+                         steps=400, vae_steps=100, batch_size=8),
 }
-"""Supported modalities → pipeline kind, layout, generation defaults and the default budget."""
+"""Modalities → pipeline kind, input layout, prompt length, generation defaults and the default budget."""
 
 
 @dataclass
@@ -88,16 +175,21 @@ class DecoderReport:
 
 def _spec(modality: str) -> DecoderSpec:
     if modality not in SPECS:
-        raise ValueError(f"no toy decoder recipe for {modality!r}; supported: {sorted(SPECS)} "
-                         "(audio needs a pitch-preserving vocoder, not implemented yet)")
+        raise ValueError(f"no toy decoder recipe for {modality!r}; supported: {sorted(SPECS)}")
     return SPECS[modality]
 
 
 def _tiny_architecture(modality: str) -> dict[str, Any]:
-    from nextgpt.decoders import build_decoder  # noqa: F401  (registers the kinds)
-    from nextgpt.registry import DECODERS
+    from nextgpt.decoders import architectures
 
-    architecture = DECODERS.get(_spec(modality).kind).tiny_config(CONDITION_TOKENS).architecture
+    spec = _spec(modality)
+    if spec.kind == "audioldm":
+        architecture = architectures.tiny_audioldm_architecture(tokenizer_max_length=AUDIO_TOKENS)
+        architecture["vocoder"] = json.loads(json.dumps(HARMONIC_VOCODER))
+    elif spec.kind == "text-to-video":
+        architecture = architectures.tiny_text_to_video_architecture(CONDITION_TOKENS)
+    else:
+        architecture = architectures.tiny_stable_diffusion_architecture(CONDITION_TOKENS)
     # measured on 1 CPU thread, batch 32: a VAE step takes 0.36 s at widths [16, 32] against 0.98 s at [32, 64],
     # and flat shapes on black need no more
     architecture["vae"]["config"]["block_out_channels"] = list(TOY_VAE_WIDTHS)
@@ -105,7 +197,10 @@ def _tiny_architecture(modality: str) -> dict[str, Any]:
 
 
 def _pixels(modality: str, meanings: list[Meaning], rng: np.random.Generator) -> torch.Tensor:
-    """Jittered renderings in [-1, 1]: images ``[B, 3, H, W]``, videos ``[B, 3, F, H, W]``."""
+    """Jittered renderings as decoder inputs: images ``[B, 3, H, W]`` and videos ``[B, 3, F, H, W]`` in [-1, 1],
+    audio as harmonic frames ``[B, 1, 20, 72]``."""
+    if _spec(modality).layout == "frames":
+        return torch.from_numpy(np.stack([harmonic_frames(_exact_pitch_audio(m, rng)) for m in meanings]))[:, None]
     arrays = np.stack([render(m, rng) for m in meanings]).astype(np.float32) / 127.5 - 1.0
     tensor = torch.from_numpy(arrays)
     return tensor.permute(0, 3, 1, 2) if tensor.ndim == 4 else tensor.permute(0, 4, 1, 2, 3)
@@ -144,7 +239,7 @@ def train_vae(vae: Any, modality: str, meanings: list[Meaning], *, steps: int, b
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     schedule = _schedule(optimizer, steps)
     losses = []
-    images = max(1, batch_size // (_spec(modality).frames or 1))
+    images = max(1, batch_size // (VIDEO_FRAMES if _spec(modality).layout == "video" else 1))
     for _ in range(steps):
         batch = [meanings[i] for i in rng.integers(len(meanings), size=images)]
         x = _frames(_pixels(modality, batch, rng))
@@ -176,11 +271,14 @@ def _captions(meanings: list[Meaning], phrasings: list[int], rng: np.random.Gene
     return ["" if rng.random() < unconditional else caption(m, int(rng.choice(phrasings)), rng) for m in meanings]
 
 
-def train_unet(pipeline: Any, modality: str, meanings: list[Meaning], phrasings: list[int], *, steps: int,
-               batch_size: int, generator: torch.Generator, rng: np.random.Generator, lr: float = 1e-3,
-               encode: Any) -> list[float]:
-    """ε-prediction training of the UNet on latents of jittered renderings; returns the per-step loss."""
+def train_unet(decoder: Any, modality: str, meanings: list[Meaning], phrasings: list[int], *, steps: int,
+               batch_size: int, generator: torch.Generator, rng: np.random.Generator, lr: float = 1e-3
+               ) -> list[float]:
+    """ε-prediction training of the UNet on latents of jittered renderings, conditioned as the pipeline
+    conditions it (cross-attention, or AudioLDM's class embedding); returns the per-step loss."""
+    pipeline = decoder.pipeline
     unet, vae, scheduler = pipeline.unet, pipeline.vae, pipeline.scheduler
+    pooled = _spec(modality).kind == "audioldm"
     unet.train().requires_grad_(True)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
     schedule = _schedule(optimizer, steps)
@@ -188,11 +286,15 @@ def train_unet(pipeline: Any, modality: str, meanings: list[Meaning], phrasings:
     for _ in range(steps):
         batch = [meanings[i] for i in rng.integers(len(meanings), size=batch_size)]
         latents = _latents(vae, _pixels(modality, batch, rng), generator)
-        conditions = encode(_captions(batch, phrasings, rng, UNCONDITIONAL_FRACTION))
+        conditions = decoder.prepare_conditions(
+            decoder.encode_text(_captions(batch, phrasings, rng, UNCONDITIONAL_FRACTION)))
         noise = torch.randn(latents.shape, generator=generator)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), generator=generator)
         noisy = scheduler.add_noise(latents, noise, t)
-        prediction = unet(noisy, t, encoder_hidden_states=conditions).sample
+        if pooled:
+            prediction = unet(noisy, t, encoder_hidden_states=None, class_labels=conditions).sample
+        else:
+            prediction = unet(noisy, t, encoder_hidden_states=conditions).sample
         loss = torch.nn.functional.mse_loss(prediction, noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -200,6 +302,9 @@ def train_unet(pipeline: Any, modality: str, meanings: list[Meaning], phrasings:
         optimizer.step()
         schedule.step()
         losses.append(loss.item())
+        if len(losses) % max(1, steps // 10) == 0:
+            logger.info("%s UNet step %d/%d: loss %.4f (mean of the last 10%%)", modality, len(losses), steps,
+                        np.mean(losses[-max(1, steps // 10):]))
     unet.eval().requires_grad_(False)
     return losses
 
@@ -248,7 +353,7 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
     score held-out generations.
 
     Args:
-        modality: ``image`` or ``video``.
+        modality: ``image``, ``audio`` or ``video``.
         out_dir: folder for the diffusers pipeline (``model_index.json`` + safetensors) and ``decoder.json``.
         seed: seeds initialisation, data draws and noise.
         steps, batch_size, vae_steps: UNet steps, batch size and VAE steps (default: the ``SPECS`` budget).
@@ -276,16 +381,19 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     config = DecoderConfig(kind=spec.kind, architecture=architecture or _tiny_architecture(modality),
-                           condition_tokens=CONDITION_TOKENS, condition_dim=32, defaults=dict(spec.defaults))
+                           condition_tokens=spec.condition_tokens, condition_dim=32, defaults=dict(spec.defaults))
     decoder = build_decoder(modality, config, allow_random_init=True, seed=seed)
     pipeline = decoder.pipeline
+    if spec.layout == "frames":
+        set_harmonic_vocoder(pipeline.vocoder)
     pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
     pipeline.text_encoder.requires_grad_(False)
     split = make_split()
     meanings, phrasings = split.meanings(modality, "train"), split.phrasings(modality, "train")
     longest = max(len(pipeline.tokenizer(caption(m, p)).input_ids) for m in meanings for p in phrasings)
-    if longest > CONDITION_TOKENS:
-        raise ValueError(f"a {modality} caption has {longest} tokens, more than CONDITION_TOKENS={CONDITION_TOKENS}")
+    if longest > pipeline.tokenizer.model_max_length:
+        raise ValueError(f"a {modality} caption has {longest} tokens, more than the tokenizer's "
+                         f"{pipeline.tokenizer.model_max_length}")
     report = DecoderReport(modality, config)
 
     started = time.perf_counter()
@@ -299,15 +407,15 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
     logger.info("%s VAE: %d steps in %.0f s, MSE %s", modality, vae_steps, report.seconds["vae"], report.vae_loss)
 
     started = time.perf_counter()
-    losses = train_unet(pipeline, modality, meanings, phrasings, steps=steps, batch_size=batch_size,
-                        generator=generator, rng=rng, encode=decoder.encode_text)
+    losses = train_unet(decoder, modality, meanings, phrasings, steps=steps, batch_size=batch_size,
+                        generator=generator, rng=rng)
     report.seconds["unet"] = round(time.perf_counter() - started, 1)
     report.unet_loss = _tenths(losses) if losses else []
     logger.info("%s UNet: %d steps in %.0f s, loss %s", modality, steps, report.seconds["unet"], report.unet_loss)
 
     out.mkdir(parents=True, exist_ok=True)
     pipeline.save_pretrained(out, safe_serialization=True)
-    report.config = DecoderConfig(kind=spec.kind, path=str(out.resolve()), condition_tokens=CONDITION_TOKENS,
+    report.config = DecoderConfig(kind=spec.kind, path=str(out.resolve()), condition_tokens=spec.condition_tokens,
                                   condition_dim=32, defaults=dict(spec.defaults))
 
     if eval_count > 0:
@@ -323,7 +431,8 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
         report.seconds["eval"] = round(time.perf_counter() - started, 1)
         from nextgpt.decoders import write_image
 
-        write_image(image_grid(media), out / "eval_grid.png")
+        if spec.layout != "frames":
+            write_image(image_grid(media), out / "eval_grid.png")
         logger.info("%s generation accuracy: %s", modality, report.accuracy)
     (out / "decoder.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
     return report
