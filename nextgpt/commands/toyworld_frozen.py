@@ -1,5 +1,5 @@
 """``nextgpt toyworld-train encoder|llm``: train the toy world's frozen encoder (a small ImageBind) or LLM (a tiny
-LLaMA and its tokenizer) from scratch on CPU."""
+LLaMA and its tokenizer) from scratch on CPU. Progress is logged at INFO (``nextgpt -v toyworld-train ...``)."""
 from __future__ import annotations
 
 import argparse
@@ -20,11 +20,8 @@ def _toyworld_train(parser: argparse.ArgumentParser) -> Callable[[argparse.Names
                         help="torch CPU threads (default 1: the models are small; more threads wait on a busy CPU)")
 
     def run(args: argparse.Namespace) -> int:
-        import logging
-
         import torch
 
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
         torch.set_num_threads(args.threads)
         if args.steps is not None and args.steps <= 0:
             raise SystemExit(f"--steps must be positive, got {args.steps}")
