@@ -121,6 +121,20 @@ def _embed(encoder: Any, modality: str, inputs: torch.Tensor) -> torch.Tensor:
     return F.normalize(pooled.view(batch, views, -1).mean(dim=1), dim=-1)
 
 
+def _draw_batch(pool: list[Meaning], size: int, rng: np.random.Generator, hard: float) -> list[Meaning]:
+    """``size`` distinct meanings: a fraction ``hard`` are the nearest neighbours of a random anchor (most
+    attributes shared: hard negatives that differ in one attribute), the rest drawn at random."""
+    order = rng.permutation(len(pool))
+    if hard <= 0 or size >= len(pool):
+        return [pool[int(i)] for i in order[:size]]
+    anchor = pool[int(order[0])]
+    shared = np.array([sum(m[a] == v for a, v in anchor.attributes.items()) for m in pool]) + rng.random(len(pool))
+    near = [int(i) for i in np.argsort(-shared)[: round(hard * size)]]
+    taken = set(near)
+    rest = [int(i) for i in order if int(i) not in taken][: size - len(near)]
+    return [pool[i] for i in near + rest]
+
+
 def _info_nce(media: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     logits = LOGIT_SCALE * media @ text.T
     labels = torch.arange(len(media))
@@ -176,7 +190,8 @@ def _mean(values) -> float:
 
 def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 300, batch_size: int = 32,
                       architecture: dict[str, Any] | None = None, lr: float = 2e-3,
-                      modalities: tuple[str, ...] = MODALITIES, eval_per_modality: int = 100) -> EncoderReport:
+                      modalities: tuple[str, ...] = MODALITIES, eval_per_modality: int = 100,
+                      hard_negatives: float = 0.0) -> EncoderReport:
     """Train a toy ImageBind from scratch and save it frozen under ``out_dir``.
 
     Args:
@@ -188,6 +203,7 @@ def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 300, b
         lr: AdamW peak learning rate (cosine decay after a 5 % warm-up).
         modalities: the media modalities to align with text.
         eval_per_modality: fresh renderings per modality for the retrieval report (0: skip it).
+        hard_negatives: fraction of each batch drawn as the nearest neighbours of a random anchor meaning.
 
     Raises:
         ValueError: for a non-positive ``steps``/``batch_size``, an unknown modality or a bad architecture.
@@ -222,7 +238,7 @@ def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 300, b
             total = torch.zeros(())
             for modality in modalities:
                 pool = pools[modality]
-                chosen = [pool[int(i)] for i in rng.permutation(len(pool))[:batch_size]]
+                chosen = _draw_batch(pool, batch_size, rng, hard_negatives)
                 texts = [caption(m, phrasings[modality][int(rng.integers(len(phrasings[modality])))], rng)
                          for m in chosen]
                 media = _embed(encoder, modality, encoder.preprocess(modality, [_media_item(m, rng) for m in chosen]))
@@ -251,7 +267,8 @@ def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 300, b
     seconds = time.perf_counter() - started
     report = EncoderReport(overall, held, attributes, losses, seconds, steps, sum(p.numel() for p in parameters),
                            str(weights), str(out / CONFIG_FILE),
-                           {"train_seconds": train_seconds, "batch_size": batch_size, "lr": lr, "seed": seed})
+                           {"train_seconds": train_seconds, "batch_size": batch_size, "lr": lr, "seed": seed,
+                            "hard_negatives": hard_negatives})
     (out / "encoder_report.json").write_text(json.dumps({k: v for k, v in report.to_dict().items()
                                                          if k != "losses"}, indent=2) + "\n")
     logger.info("toy encoder: retrieval@1 %s (held-out %s), %.0f s", overall, held, seconds)
