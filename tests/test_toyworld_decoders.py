@@ -54,6 +54,17 @@ def test_same_seed_same_training(tmp_path):
     assert other.vae_loss != first.vae_loss
 
 
+def test_text_encoder_trains_only_when_asked(tmp_path):
+    import torch
+
+    short = {**TINY, "steps": 2, "vae_steps": 1, "batch_size": 2}
+    frozen = train_toy_decoder("image", tmp_path / "a", **short)
+    joint = train_toy_decoder("image", tmp_path / "b", train_text_encoder=True, **short)
+    weights = [build_decoder("image", r.config).pipeline.text_encoder.get_input_embeddings().weight
+               for r in (frozen, joint)]
+    assert not torch.equal(*weights)
+
+
 def test_video_decoder_shapes(tmp_path):
     report = train_toy_decoder("video", tmp_path, steps=2, vae_steps=1, batch_size=2, eval_count=0)
     media = build_decoder("video", report.config).generate(
