@@ -22,6 +22,8 @@ def _toyworld_train_decoder(parser: argparse.ArgumentParser) -> Callable[[argpar
     parser.add_argument("--eval-count", type=int, default=40, help="held-out generations to score (0: none)")
     parser.add_argument("--train-text-encoder", action="store_true",
                         help="train the pipeline's text encoder jointly (default: frozen at its random init)")
+    parser.add_argument("--prediction-type", default="epsilon", choices=["epsilon", "v_prediction"],
+                        help="what the UNet predicts (saved in the scheduler config)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
 
     def run(args: argparse.Namespace) -> int:
@@ -33,7 +35,8 @@ def _toyworld_train_decoder(parser: argparse.ArgumentParser) -> Callable[[argpar
         try:
             report = train_toy_decoder(args.modality, args.out, seed=args.seed, steps=args.steps,
                                        vae_steps=args.vae_steps, batch_size=args.batch_size, judges=args.judges,
-                                       eval_count=args.eval_count, train_text_encoder=args.train_text_encoder)
+                                       eval_count=args.eval_count, train_text_encoder=args.train_text_encoder,
+                                       prediction_type=args.prediction_type)
         except ValueError as error:
             print(f"error: {error}")
             return 2

@@ -304,7 +304,9 @@ def train_unet(decoder: Any, modality: str, meanings: list[Meaning], phrasings: 
             prediction = unet(noisy, t, encoder_hidden_states=None, class_labels=conditions).sample
         else:
             prediction = unet(noisy, t, encoder_hidden_states=conditions).sample
-        loss = torch.nn.functional.mse_loss(prediction, noise)
+        velocity = scheduler.config.prediction_type == "v_prediction"
+        target = scheduler.get_velocity(latents, noise, t) if velocity else noise
+        loss = torch.nn.functional.mse_loss(prediction, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
@@ -358,7 +360,8 @@ def image_grid(media: list[Any], columns: int = 8) -> np.ndarray:
 def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, steps: int | None = None,
                       batch_size: int | None = None, vae_steps: int | None = None,
                       architecture: dict[str, Any] | None = None, judges: Any = None,
-                      eval_count: int = 40, train_text_encoder: bool = False) -> DecoderReport:
+                      eval_count: int = 40, train_text_encoder: bool = False,
+                      prediction_type: str = "epsilon") -> DecoderReport:
     """Train a toy decoder from scratch, save it to ``out_dir`` and (with ``judges``, or ``eval_count > 0``)
     score held-out generations.
 
@@ -373,6 +376,7 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
         eval_count: held-out generations to score (0: no evaluation).
         train_text_encoder: train the text encoder jointly with the UNet (measured: with the frozen random
             encoder, a 500-step image UNet ignores its condition — same ε-loss for true, shuffled and empty captions).
+        prediction_type: ``epsilon`` or ``v_prediction`` (saved in the scheduler config, so generation follows).
 
     Returns:
         A :class:`DecoderReport`; ``report.config`` loads the saved pipeline with ``build_decoder``.
@@ -398,7 +402,7 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
     pipeline = decoder.pipeline
     if spec.layout == "frames":
         set_harmonic_vocoder(pipeline.vocoder)
-    pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
+    pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config, prediction_type=prediction_type)
     pipeline.text_encoder.requires_grad_(False)
     split = make_split()
     meanings, phrasings = split.meanings(modality, "train"), split.phrasings(modality, "train")
