@@ -5,9 +5,9 @@ tiny architecture, the media layout and default generation options). Per decoder
 
 1. the VAE (the tiny 2-level ``AutoencoderKL``) learns to reconstruct jittered renderings (MSE + a small KL), and
    its ``scaling_factor`` is set so latents have unit variance;
-2. the UNet learns the standard ε-prediction loss on the latents of jittered renderings, conditioned on the
-   pipeline's own (frozen, randomly initialised) text encoder output for a training caption of the rendering —
-   10 % of the captions are replaced by the empty prompt so classifier-free guidance works;
+2. the UNet learns the standard noise-prediction loss (ε, or v) on the VAE latents of jittered renderings,
+   conditioned on the pipeline's own text encoder output for a training caption of the rendering (the encoder
+   frozen at its random init, or trained jointly); 10 % of the captions are empty, for classifier-free guidance;
 3. the pipeline is saved with ``save_pretrained`` (safetensors, a DDIM scheduler), and generations from held-out
    meanings and phrasings are scored by the attribute judges.
 
