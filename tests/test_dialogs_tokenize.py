@@ -8,8 +8,8 @@ from nextgpt.dialogs.layout import TokenLayout
 from nextgpt.dialogs.render import DialogueError
 from nextgpt.dialogs.schema import Dialogue, MediaRef, OutputRequest, Turn
 from nextgpt.dialogs.templates import VICUNA_SYSTEM
-from nextgpt.dialogs.tool_calls import render_tool_result
 from nextgpt.dialogs.tokenize import IGNORE_INDEX, DialogueTooLong, encode_dialogue, encode_dialogues
+from nextgpt.dialogs.tool_calls import render_tool_result
 from nextgpt.llm import load_tokenizer
 from nextgpt.model import add_tokens
 from nextgpt.presets import get_preset

@@ -1,9 +1,9 @@
 """Packaging: every package folder ships in a regular install; dependency floors carry security fixes."""
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.version import Version
 
