@@ -163,7 +163,8 @@ def save_pretrained(pipe: "NextGPT", folder: str | Path) -> Path:
         model.tokenizer.save_pretrained(temp / "tokenizer")
         config.llm.tokenizer = "tokenizer"
         if _lives_in_checkpoint(config.llm.path, pipe.base_dir):
-            _base_llm(model).save_pretrained(temp / "llm", safe_serialization=True)
+            base, state = _base_llm(model)
+            base.save_pretrained(temp / "llm", state_dict=state, safe_serialization=True)
             config.llm.path = "llm"
         if _lives_in_checkpoint(config.encoder.path, pipe.base_dir):
             write_weights(model.encoder.state_dict(), temp / "encoder.safetensors")
@@ -197,9 +198,19 @@ def _lives_in_checkpoint(path: str | None, base_dir: Path | None) -> bool:
     return base_dir is not None and not Path(path).is_absolute() and (base_dir / path).exists()
 
 
-def _base_llm(model: "NextGPTModel") -> Any:
+def _base_llm(model: "NextGPTModel") -> tuple[Any, dict[str, torch.Tensor]]:
+    """The LLM without adapters and its weights under the plain model's names.
+
+    With LoRA, peft wraps each target layer (``q_proj.base_layer.weight`` + ``q_proj.lora_A...``); the adapters
+    are saved with the trainable weights, so the ``llm/`` folder gets the frozen base weights under the names
+    ``from_pretrained`` expects (``q_proj.weight``) — saved as they are, they would be reported missing on load
+    and re-initialised at random."""
     llm = model.llm
-    return llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+    if not hasattr(llm, "get_base_model"):
+        return llm, llm.state_dict()
+    base = llm.get_base_model()
+    state = {k.replace(".base_layer.", "."): v for k, v in base.state_dict().items() if "lora_" not in k}
+    return base, state
 
 
 def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

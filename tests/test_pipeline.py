@@ -172,3 +172,28 @@ def test_save_load_gives_identical_outputs(tiny_pipe, tmp_path, media_files):
     # a second save of the loaded checkpoint (components now live inside a folder) round-trips too
     again = NextGPT.from_pretrained(loaded.save_pretrained(tmp_path / "ckpt2"))
     assert again.chat(message, options).raw_text == a.raw_text
+
+
+def test_save_load_keeps_the_llm_base_weights_under_lora(tmp_path):
+    """A LoRA'd LLM that lives in the checkpoint is saved without adapters under the plain names: loading gives
+    the same base weights, adapters and logits (saved with peft's names, they were re-initialised at random)."""
+    import torch
+
+    from nextgpt.config import LoRAConfig
+    from nextgpt.model import apply_lora
+
+    pipe = NextGPT.from_preset("tiny")
+    lora = LoRAConfig(r=2, alpha=4, dropout=0.0, target_modules=["q_proj", "v_proj"])
+    pipe.model.llm = apply_lora(pipe.model.llm, lora)
+    pipe.config.lora = lora
+    with torch.no_grad():
+        for name, parameter in pipe.model.llm.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)
+    loaded = NextGPT.from_pretrained(pipe.save_pretrained(tmp_path / "ckpt"))
+    before, after = pipe.model.llm.state_dict(), loaded.model.llm.state_dict()
+    assert before.keys() == after.keys()
+    for key in before:
+        assert torch.equal(before[key], after[key]), key
+    ids = torch.tensor([[5, 6, 7, 8]])
+    assert torch.equal(pipe.model.llm(input_ids=ids).logits, loaded.model.llm(input_ids=ids).logits)
