@@ -50,6 +50,8 @@ class DataConfig(_Strict):
     batch_size: int = Field(4, gt=0, description="examples per process per micro-batch")
     eval_batch_size: int | None = Field(None, gt=0)
     shuffle: bool = True
+    group_by_length: bool = Field(False, description="batch examples of similar length together (less padding, "
+                                                     "faster when lengths vary; the order stays random)")
     num_workers: int = Field(0, ge=0)
     cache_dir: str | None = Field(None, description="feature cache written by 'nextgpt data cache' (None: encode "
                                                     "live)")

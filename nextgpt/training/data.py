@@ -138,10 +138,20 @@ class Collator:
 
 
 class EpochSampler(Sampler[int]):
-    """A reproducible order: a permutation seeded by ``seed + epoch`` (or the identity without shuffling)."""
+    """A reproducible order: a permutation seeded by ``seed + epoch`` (or the identity without shuffling).
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True) -> None:
+    With ``lengths`` (and ``batch_size``), examples of similar length are batched together: the permutation is cut
+    into windows of ``GROUP_WINDOW`` batches, each window is sorted by length and cut into batches, and the batches
+    are shuffled — still a random order each epoch, with much less padding when lengths vary a lot."""
+
+    GROUP_WINDOW = 50
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True, lengths: list[int] | None = None,
+                 batch_size: int = 1) -> None:
+        if lengths is not None and len(lengths) != size:
+            raise ValueError(f"EpochSampler: {len(lengths)} lengths for {size} examples")
         self.size, self.seed, self.shuffle, self.epoch = size, seed, shuffle, 0
+        self.lengths, self.batch_size = lengths, batch_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -153,4 +163,16 @@ class EpochSampler(Sampler[int]):
         if not self.shuffle:
             return iter(range(self.size))
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        order = torch.randperm(self.size, generator=generator).tolist()
+        if self.lengths is None or self.batch_size <= 1:
+            return iter(order)
+        window = self.batch_size * self.GROUP_WINDOW
+        batches = []
+        for start in range(0, self.size, window):
+            chunk = sorted(order[start:start + window], key=lambda i: self.lengths[i])
+            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        # full batches in random order; a short one (the end of a window) goes last, as without grouping
+        full = [b for b in batches if len(b) == self.batch_size]
+        short = [b for b in batches if len(b) < self.batch_size]
+        shuffled = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
+        return iter([i for batch in shuffled + short for i in batch])

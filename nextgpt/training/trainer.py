@@ -113,7 +113,8 @@ class Trainer:
         self.denoiser = Denoiser(self.pipe.decoders, denoise.snr_gamma) if denoise.enabled else None
         pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
         collate = Collator(pad)
-        self.sampler = EpochSampler(len(train), config.seed, config.data.shuffle)
+        lengths = [len(example) for example in train] if data.group_by_length else None
+        self.sampler = EpochSampler(len(train), config.seed, data.shuffle, lengths, data.batch_size)
         # Its own generator: creating an iterator must not draw from the global RNG (bit-exact resume).
         loader = DataLoader(DialogueDataset(train), batch_size=config.data.batch_size, sampler=self.sampler,
                             collate_fn=collate, num_workers=config.data.num_workers,
