@@ -1,0 +1,70 @@
+"""The toy audio decoder's fixed vocoder: a ``SpeechT5HifiGan`` whose weights are *set* to invert harmonic frames.
+
+Harmonic frames (``train_decoders.harmonic_frames``): per 50 ms hop, the cosine/sine coefficients of the 36
+harmonics of 220 Hz. Synthesis is overlap-add of Hann-windowed sinusoids — a transposed convolution with stride
+``HOP`` and kernel ``2·HOP``. Done in one layer that is a ``[2·C, C, 1600]`` weight (16–66 MB); here it is done
+**polyphase** in two layers that HiFi-GAN already has, 0.8 MB in all:
+
+1. ``upsampler[0]`` (stride ``HOP / P``, kernel ``2·HOP / P``) writes the ``P`` polyphase components of the
+   waveform (channel ``p`` holds samples ``t ≡ p (mod P)``) at ``16000 / P`` Hz;
+2. ``upsampler[1]`` (stride and kernel ``P``) interleaves them into the waveform, twice: ``(y, -y)``, because
+   HiFi-GAN applies a fixed ``leaky_relu`` (slope 0.01) before ``conv_post``, and
+   ``leaky_relu(y) - leaky_relu(-y) = 1.01·y`` is linear again.
+
+The configurable leaky ReLUs in between get slope 1 (the identity); the residual blocks have zero weights (the
+identity). The output passes HiFi-GAN's final ``tanh``, which the frames' scale keeps in its near-linear range.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+PHASES = 40
+"""Polyphase components (divides the hop of 800 samples; 2·40 = 80 channels ≥ the 72 frame coefficients)."""
+
+
+def polyphase_vocoder_config(harmonics: int, hop: int, sample_rate: int) -> dict[str, Any]:
+    """The ``SpeechT5HifiGan`` config (``{"class", "config"}`` as the decoder architectures hold it)."""
+    if hop % PHASES or 2 * PHASES < 2 * harmonics:
+        raise ValueError(f"the polyphase vocoder needs hop % {PHASES} == 0 and ≤ {PHASES} harmonics; "
+                         f"got hop={hop}, harmonics={harmonics}")
+    return {
+        "class": "SpeechT5HifiGan",
+        "config": {
+            "model_in_dim": 2 * harmonics,
+            "sampling_rate": sample_rate,
+            "upsample_initial_channel": 2 * PHASES,
+            "upsample_rates": [hop // PHASES, PHASES],
+            "upsample_kernel_sizes": [2 * hop // PHASES, PHASES],
+            "resblock_kernel_sizes": [1],  # zero weights: identity residual blocks
+            "resblock_dilation_sizes": [[1]],
+            "leaky_relu_slope": 1.0,  # the configurable activations become the identity
+            "normalize_before": False,
+        },
+    }
+
+
+def set_polyphase_vocoder(vocoder: torch.nn.Module, kernels: np.ndarray, hop: int, frame_scale: float) -> None:
+    """Set ``vocoder`` (built from :func:`polyphase_vocoder_config`) to overlap-add ``kernels``
+    (``[2·harmonics, 2·hop]``: the synthesis window × basis of each coefficient) of frames scaled by
+    ``frame_scale``; gradients off."""
+    coefficients, span = kernels.shape
+    stride = hop // PHASES
+    # kernel tap k of polyphase channel p is sample PHASES·k + p of the frame's span
+    polyphase = torch.from_numpy(kernels.reshape(coefficients, span // PHASES, PHASES).transpose(0, 2, 1).copy())
+    slope = 0.01  # HiFi-GAN's last leaky_relu (torch's default slope)
+    with torch.no_grad():
+        for parameter in vocoder.parameters():
+            parameter.zero_()
+        vocoder.conv_pre.weight[:coefficients, :, 3] = torch.eye(coefficients) / frame_scale
+        first, second = vocoder.upsampler
+        assert first.stride[0] == stride and second.stride[0] == PHASES, "build it with polyphase_vocoder_config"
+        first.weight[:coefficients] = polyphase.float()
+        phases = torch.arange(PHASES)
+        second.weight[phases, 0, phases] = 1.0
+        second.weight[phases, 1, phases] = -1.0
+        vocoder.conv_post.weight[0, 0, 3] = 1 / (1 + slope)
+        vocoder.conv_post.weight[0, 1, 3] = -1 / (1 + slope)
+    vocoder.requires_grad_(False)
