@@ -102,11 +102,18 @@ def write_weights(state: dict[str, torch.Tensor], path: str | Path) -> Path:
     os.close(handle)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, temp)
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes it owner-only; a plain file is what callers expect
         os.replace(temp, path)
     finally:
         if os.path.exists(temp):
             os.remove(temp)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def trainable_state(model: "NextGPTModel") -> dict[str, torch.Tensor]:
@@ -157,6 +164,7 @@ def save_pretrained(pipe: "NextGPT", folder: str | Path) -> Path:
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    os.chmod(temp, 0o777 & ~_umask())  # mkdtemp makes it owner-only; the checkpoint is a plain folder
     try:
         config = pipe.config.model_copy(deep=True)
         model = pipe.model

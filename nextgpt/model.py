@@ -207,12 +207,13 @@ class NextGPTModel(nn.Module):
 
     def load_added_token_rows(self, rows: dict[str, torch.Tensor]) -> None:
         ids = torch.tensor(list(self.added_token_ids.values()))
-        with torch.no_grad():
+        with torch.no_grad():  # rows stored in another dtype (e.g. a float16 checkpoint) take the table's dtype
+            table = self.llm.get_input_embeddings().weight
             if "token_rows.input" in rows:
-                self.llm.get_input_embeddings().weight[ids] = rows["token_rows.input"].to(self.device)
+                table[ids] = rows["token_rows.input"].to(device=self.device, dtype=table.dtype)
             output = self.llm.get_output_embeddings()
             if "token_rows.output" in rows and output is not None:
-                output.weight[ids] = rows["token_rows.output"].to(self.device)
+                output.weight[ids] = rows["token_rows.output"].to(device=self.device, dtype=output.weight.dtype)
 
 
 def add_tokens(tokenizer: Any, llm: nn.Module, tokens: list[str]) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import queue
 import random
@@ -26,6 +27,8 @@ from .prompting import PreparedPrompt, prepare_prompt
 from .types import Media, MediaOutput, Message, Response
 
 logger = logging.getLogger(__name__)
+
+CARD_NAME = "card.json"
 
 MessagesLike = Sequence[Message | dict] | str
 
@@ -87,6 +90,19 @@ class NextGPT:
         pipe = cls.from_config(config, base_dir=path, runtime=runtime)
         checkpoint.load_trainable(pipe.model, path)
         return pipe
+
+    @property
+    def card(self) -> dict[str, Any]:
+        """The checkpoint's ``card.json`` (``{"description": str, "examples": [{"text", "force"}]}``: what the app
+        shows), or ``{}`` when the model has none or was not loaded from a folder."""
+        if self.base_dir is None or not (self.base_dir / CARD_NAME).is_file():
+            return {}
+        try:
+            card = json.loads((self.base_dir / CARD_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            logger.warning("ignoring unreadable %s: %s", self.base_dir / CARD_NAME, error)
+            return {}
+        return card if isinstance(card, dict) else {}
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write config.json, the tokenizer and the trainable weights (safetensors); components that have no

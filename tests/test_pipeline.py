@@ -197,3 +197,19 @@ def test_save_load_keeps_the_llm_base_weights_under_lora(tmp_path):
         assert torch.equal(before[key], after[key]), key
     ids = torch.tensor([[5, 6, 7, 8]])
     assert torch.equal(pipe.model.llm(input_ids=ids).logits, loaded.model.llm(input_ids=ids).logits)
+
+
+def test_saved_checkpoint_files_are_readable_by_others(tiny_pipe, tmp_path):
+    """Atomic writes go through mkstemp/mkdtemp (owner-only); the result must be a normal folder and files
+    (a checkpoint installed as package data or shared on a cluster is read by other users)."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        folder = tiny_pipe.save_pretrained(tmp_path / "ckpt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    for name in ("model.safetensors", "config.json"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o644, name
