@@ -72,6 +72,7 @@ def build_demo(pipeline: Any, *, output_dir: str | Path = "nextgpt-outputs", lim
         except Exception as error:  # noqa: BLE001 - the user sees a short message, the log has the details
             raise gr.Error(public_error(error).message, print_exception=False) from None
 
+    description, examples = _introduction(pipeline, outputs)
     seed = gr.Number(0, precision=0, label="seed", minimum=0)
     steps = gr.Slider(0, 100, value=0, step=1, label="diffusion steps (0: decoder default)")
     guidance = gr.Slider(0, 20, value=0, step=0.5, label="guidance scale (0: decoder default)")
@@ -95,12 +96,10 @@ def build_demo(pipeline: Any, *, output_dir: str | Path = "nextgpt-outputs", lim
                     additional_inputs=[seed, steps, guidance, max_tokens, temperature, force, forbid],
                     additional_inputs_accordion="generation settings",
                     additional_outputs=[downloads],
-                    examples=[[{"text": text, "files": []}, 0, 2, 0, 24, 0, wanted, []]
-                              for text, wanted in EXAMPLE_PROMPTS if set(wanted) <= set(outputs)],
+                    examples=examples,
                     cache_examples=False,
                     title=title,
-                    description="Random weights on the built-in `tiny` preset: the text is gibberish and media "
-                                "appear when forced; load real weights with `--preset` or `--model`.",
+                    description=description,
                     concurrency_limit=1,
                     api_name="chat",
                     save_history=False,
@@ -111,6 +110,23 @@ def build_demo(pipeline: Any, *, output_dir: str | Path = "nextgpt-outputs", lim
                 with gr.Tab("agent", id="agent"):
                     _agent_tab(pipeline, output_dir, limits, agent_planner)
     return demo
+
+
+TINY_DESCRIPTION = ("Random weights on the built-in `tiny` preset: the text is gibberish and media appear when "
+                    "forced; load real weights with `--preset` or `--model`.")
+
+
+def _introduction(pipeline: Any, outputs: list[str]) -> tuple[str, list[list]]:
+    """The description and example rows: from the checkpoint's card (``NextGPT.card``) when it has one, else the
+    random-preset defaults (forced outputs, 2 diffusion steps, so the examples finish in seconds)."""
+    card = getattr(pipeline, "card", None) or {}
+    if card.get("examples"):
+        rows = [[{"text": e["text"], "files": []}, 0, 0, 0, 64, 0, [m for m in e.get("force", []) if m in outputs], []]
+                for e in card["examples"] if isinstance(e, dict) and isinstance(e.get("text"), str)]
+        return str(card.get("description", "")), rows
+    rows = [[{"text": text, "files": []}, 0, 2, 0, 24, 0, wanted, []]
+            for text, wanted in EXAMPLE_PROMPTS if set(wanted) <= set(outputs)]
+    return str(card.get("description", TINY_DESCRIPTION)), rows
 
 
 def _agent_available() -> bool:

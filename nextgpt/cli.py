@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from typing import Any, Callable, Sequence
 
 logger = logging.getLogger("nextgpt")
@@ -34,7 +35,8 @@ def command(name: str, help: str) -> Callable:
 # ---- shared options ------------------------------------------------------------------------------------
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--preset", default=None, help="preset name (default: tiny)")
+    group.add_argument("--preset", default=None,
+                       help="preset name, e.g. tiny (random weights); default: the shipped toy-world model")
     group.add_argument("--model", default=None, help="checkpoint folder written by save_pretrained")
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     group.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
@@ -66,7 +68,22 @@ def load_pipeline(args: argparse.Namespace) -> Any:
         raise SystemExit("error: give either --model or --preset, not both")
     if args.model:
         return NextGPT.from_pretrained(args.model, runtime=runtime)
-    return NextGPT.from_preset(args.preset or "tiny", runtime=runtime)
+    if args.preset:
+        return NextGPT.from_preset(args.preset, runtime=runtime)
+    return default_pipeline(runtime)
+
+
+def default_pipeline(runtime: Any = None) -> Any:
+    """The model used when none is configured: the toy-world checkpoint shipped with the package (trained on CPU,
+    see docs/toyworld.md), or the random ``tiny`` preset when this installation has none."""
+    from .pipeline import NextGPT
+    from .toyworld.build import shipped_model
+
+    folder = shipped_model()
+    if folder is not None:
+        return NextGPT.from_pretrained(folder, runtime=runtime)
+    logger.warning("no shipped toy-world model in this installation; using the random 'tiny' preset")
+    return NextGPT.from_preset("tiny", runtime=runtime)
 
 
 def generation_options(args: argparse.Namespace) -> Any:
@@ -87,18 +104,33 @@ def describe(response: Any) -> list[str]:
 
 
 # ---- commands ------------------------------------------------------------------------------------------
-@command("demo", "run the built-in offline demo: one prompt in, text plus an image, a sound and a video out")
+@command("demo", "run the built-in offline demo: text → image → sound → video → text with the shipped toy-world model")
 def _demo(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     parser.add_argument("--output-dir", default="nextgpt-outputs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preset", default=None, help="run the demo on a preset instead (e.g. tiny: random weights)")
 
     def run(args: argparse.Namespace) -> int:
         from .options import GenerationOptions
         from .pipeline import NextGPT
+        from .toyworld.build import shipped_judges, shipped_model
 
-        pipe = NextGPT.from_preset("tiny")
+        if args.preset is None and shipped_model() is not None:
+            from .toyworld.classifiers import AttributeClassifiers
+            from .toyworld.demo import run_demo
+
+            pipe = NextGPT.from_pretrained(shipped_model())
+            judges = AttributeClassifiers.load(shipped_judges()) if shipped_judges() else None
+            print(f"model: the shipped toy-world model ({shipped_model()}); its world: docs/toyworld.md")
+            started = time.perf_counter()
+            run_demo(pipe, output_dir=args.output_dir, seed=args.seed, judges=judges)
+            print(f"time: {time.perf_counter() - started:.2f} s; media in {args.output_dir}/")
+            return 0
+        name = args.preset or "tiny"
+        pipe = NextGPT.from_preset(name)
         prompt = "Show me a red circle, play a low beep, and make a short video of it moving left."
-        print("preset: tiny (random weights: the text and media show the data path, not learned behaviour)")
+        print(f"preset: {name}" + (" (random weights: the text and media show the data path, not learned behaviour)"
+                                   if name == "tiny" else ""))
         print(f"prompt: {prompt}")
         outputs = [spec.name for spec in pipe.config.output_modalities]
         response = pipe.chat(prompt, GenerationOptions(force=set(outputs), seed=args.seed, max_new_tokens=24,

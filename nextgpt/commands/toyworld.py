@@ -1,4 +1,5 @@
-"""``nextgpt toyworld data|classifiers``: write the toy world's datasets, train its attribute classifiers."""
+"""``nextgpt toyworld data|classifiers|build``: write the toy world's datasets, train its attribute classifiers, run
+the whole recipe (parts, three stages, evaluation) into a checkpoint folder."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,7 @@ from typing import Callable
 from nextgpt.cli import command
 
 
-@command("toyworld", "the synthetic toy world: build its datasets (data) or train its judges (classifiers)")
+@command("toyworld", "the synthetic toy world: its datasets (data), judges (classifiers), or the whole recipe (build)")
 def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     actions = parser.add_subparsers(dest="toyworld_action", required=True, metavar="ACTION")
     data = actions.add_parser("data", help="write media, training and held-out eval files (our dialogue schema)")
@@ -20,7 +21,28 @@ def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
     judges.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: the nets are small; more threads wait on a busy CPU)")
 
+    build = actions.add_parser("build", help="the whole recipe: data, judges, encoder, LLM, decoders, stages 1-3, "
+                               "eval → OUT/model (a save_pretrained folder); finished steps are reused")
+    build.add_argument("--out", required=True, help="work folder (each step writes one subfolder)")
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--quick", action="store_true",
+                       help="a few steps of everything (seconds): checks the recipe runs, learns nothing useful")
+    build.add_argument("--judges", default=None, help="reuse judges from this folder (default: OUT/judges)")
+    build.add_argument("--eval-limit", type=int, default=None,
+                       help="eval dialogues per file (default: the whole held-out split)")
+    build.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+
     def run(args: argparse.Namespace) -> int:
+        if args.toyworld_action == "build":
+            from nextgpt.toyworld.build import Recipe, ToyWorldBuild
+
+            recipe = Recipe.quick(args.seed) if args.quick else Recipe(seed=args.seed)
+            if args.eval_limit is not None:
+                recipe.eval_limit = args.eval_limit
+            recipe.threads = args.threads
+            folder = ToyWorldBuild(args.out, recipe, judges=args.judges).run()
+            print(f"model: {folder} (chat with it: nextgpt chat --model {folder}; report: {folder}/eval_toyworld.json)")
+            return 0
         if args.toyworld_action == "data":
             from nextgpt.toyworld.dataset import build_dataset
 

@@ -1,0 +1,358 @@
+"""``nextgpt toyworld build``: the whole toy-world recipe, from nothing to an evaluated ``save_pretrained`` folder.
+
+Every step writes one folder under ``out`` and is skipped when that folder is already complete (so an interrupted
+build resumes, and parts trained elsewhere with the same code can be dropped in):
+
+| step | folder | what |
+|---|---|---|
+| data | ``world/`` | the world's media, training and held-out files (``build_dataset``) |
+| judges | ``judges/`` | attribute classifiers on ground-truth renderings |
+| encoder | ``parts/encoder/`` | toy ImageBind, contrastive (``train_toy_encoder``) |
+| llm | ``parts/llm/`` | BPE tokenizer + tiny LLaMA (``train_toy_llm``) |
+| decoder-X | ``parts/decoders/X/`` | diffusers pipeline per output modality (``train_toy_decoder``) |
+| base | ``base/`` | the parts wired by :func:`toy_config` with random projectors, as a ``save_pretrained`` folder |
+| stage1–3 | ``stage{1,2,3}/final/`` | NExT-GPT's stages through :class:`nextgpt.training.Trainer` and the recipe configs in ``nextgpt/assets/toyworld-recipe/`` |
+| model | ``model/`` | the stage-3 folder + ``eval_toyworld.json`` (``evaluate_checkpoint`` on the held-out split) + ``build.json`` |
+
+:class:`Recipe` holds every budget; ``Recipe.quick()`` is the seconds-long version the tests run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from nextgpt.config import DecoderConfig, LLMConfig, ModalitySpec, NextGPTConfig, ProjectorConfig
+
+logger = logging.getLogger(__name__)
+
+RECIPE_DIR = Path(__file__).resolve().parent.parent / "assets" / "toyworld-recipe"
+"""The stage configs of the recipe (YAML, the schema of ``nextgpt train``)."""
+
+SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "toyworld"
+"""Where the package keeps the toy-world checkpoint it ships (the default model of demo, app, serve and agent)."""
+
+OUTPUT_MODALITIES = ("image", "video", "audio")
+SIGNAL_PREFIX = {"image": "IMG", "video": "VID", "audio": "AUD"}
+WRAP = {"image": ("<Img>", "</Img>"), "video": ("<Vid>", "</Vid>"), "audio": ("<Aud>", "</Aud>")}
+DONE = ".done.json"
+
+
+JUDGES_SUBDIR = "judges"
+"""The attribute judges travel with the shipped model (``SHIPPED_MODEL_DIR / judges``): demo and tests read them."""
+
+
+def shipped_model() -> Path | None:
+    """The shipped toy-world checkpoint folder, or ``None`` when this installation has none."""
+    return SHIPPED_MODEL_DIR if (SHIPPED_MODEL_DIR / "config.json").is_file() else None
+
+
+def shipped_judges() -> Path | None:
+    """The judges shipped beside the toy-world model, or ``None``."""
+    folder = SHIPPED_MODEL_DIR / JUDGES_SUBDIR
+    return folder if (folder / "classifiers.json").is_file() else None
+
+
+@dataclass
+class Recipe:
+    """Every budget of the build. The defaults are the full recipe (≤ 30 min on a 2-core CPU)."""
+
+    seed: int = 0
+    data_size: str = "full"
+    encoder_steps: int | None = None  # None: the trainer's default
+    llm_steps: int | None = None
+    decoder_steps: dict[str, int | None] = field(default_factory=dict)  # modality → UNet steps (None: default)
+    decoder_vae_steps: dict[str, int | None] = field(default_factory=dict)
+    decoder_eval_count: int = 40
+    signal_tokens: int = 4
+    stage_overrides: dict[int, list[str]] = field(default_factory=dict)  # stage → extra `--set` overrides
+    eval_limit: int | None = None  # dialogues per eval file (None: the whole held-out split)
+    storage_dtype: str = "float16"  # weights of the final folder as stored (loaded back in float32); evaluated so
+    threads: int = 1
+
+    @classmethod
+    def quick(cls, seed: int = 0) -> "Recipe":
+        """A few steps of everything: checks that the recipe runs end to end (tests), learns nothing useful."""
+        few = {m: 3 for m in OUTPUT_MODALITIES}
+        stage = ["max_steps=3", "data.batch_size=4", "log_every=1"]
+        return cls(seed=seed, data_size="small", encoder_steps=3, llm_steps=3, decoder_steps=dict(few),
+                   decoder_vae_steps=dict(few), decoder_eval_count=0, stage_overrides={1: stage, 2: stage, 3: stage},
+                   eval_limit=2)
+
+
+def toy_config(parts: Path, *, signal_tokens: int = 4, seed: int = 0) -> NextGPTConfig:
+    """The toy-world model: the trained parts in ``parts`` (paths relative to it), linear input projectors and
+    transformer output projectors sized to each decoder's conditioning (``decoder.json``)."""
+    from .train_encoder import load_toy_encoder_config
+
+    encoder = load_toy_encoder_config(parts / "encoder")
+    encoder = encoder.model_copy(update={"path": f"encoder/{encoder.path}"})
+    llm = LLMConfig(path="llm/llm", tokenizer="llm/tokenizer")
+    modalities = []
+    for name in OUTPUT_MODALITIES:
+        report = json.loads((parts / "decoders" / name / "decoder.json").read_text(encoding="utf-8"))
+        saved = DecoderConfig(**report["config"])
+        decoder = saved.model_copy(update={"path": f"decoders/{name}"})
+        width = max(32, saved.condition_dim)
+        output = ProjectorConfig(kind="transformer", params={
+            "d_model": width, "nhead": 4, "num_encoder_layers": 1, "num_decoder_layers": 1,
+            "dim_feedforward": 2 * width})
+        modalities.append(ModalitySpec(name=name, signal_prefix=SIGNAL_PREFIX[name], num_signal_tokens=signal_tokens,
+                                       wrap=WRAP[name], input_projector=ProjectorConfig(kind="linear"),
+                                       output_projector=output, decoder=decoder))
+    return NextGPTConfig(name="toyworld", llm=llm, encoder=encoder, modalities=modalities, template="vicuna_v0",
+                         shared_input_projector=True, allow_random_init=False, seed=seed)
+
+
+def store_weights_as(folder: Path, dtype: Any) -> int:
+    """Rewrite every float32 tensor of every ``*.safetensors`` under ``folder`` in ``dtype`` (metadata kept);
+    components load them back in their runtime dtype. Returns the bytes saved."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    saved = 0
+    for path in sorted(folder.rglob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata()
+            state = {key: handle.get_tensor(key) for key in handle.keys()}
+        before = path.stat().st_size
+        state = {k: v.to(dtype) if v.dtype == torch.float32 else v for k, v in state.items()}
+        save_file(state, str(path), metadata=metadata)
+        saved += before - path.stat().st_size
+    return saved
+
+
+HEADLINE = ("captioning", "generation", "routing", "conversion", "retrieval_at_1")
+
+
+def headline(report: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """``{metric: {modality: accuracy}}`` of an ``evaluate_checkpoint`` report (None: no eval item)."""
+    rows = report.get("per_modality", {})
+    return {metric: {m: row.get(metric) for m, row in rows.items()} for metric in HEADLINE}
+
+
+def model_card(report: dict[str, Any]) -> dict[str, Any]:
+    """``card.json`` of the toy-world model: what the app shows (description with the measured accuracies,
+    example requests in the world's language)."""
+    from .demo import demo_turns
+    from .language import caption
+    from .prompts import INSTRUCTIONS, NOUN
+    from .world import Meaning
+
+    table = headline(report)
+
+    def mean(metric: str) -> str:
+        values = [v for v in table[metric].values() if isinstance(v, (int, float))]
+        return f"{sum(values) / len(values):.0%}" if values else "n/a"
+
+    description = (
+        "The toy-world model shipped with nextgpt: every part trained from scratch on a CPU in a synthetic world of "
+        "shapes, tones and moving shapes (docs/toyworld.md). It only knows that world's words: shapes (circle, "
+        "square, triangle, cross), colours, sizes, positions; tones (low/middle/high; sine/square/sawtooth; steady/"
+        "beeping); videos of a shape moving left/right/up/down. On held-out combinations: captioning "
+        f"{mean('captioning')}, generation {mean('generation')}, routing {mean('routing')}, conversion "
+        f"{mean('conversion')} (means over modalities; eval_toyworld.json has the rest).")
+    examples = [{"text": turn.prompt} for turn in demo_turns() if turn.attach is None and turn.expected]
+    examples.append({"text": INSTRUCTIONS["generate"][1].format(
+        noun=NOUN["audio"], caption=caption(Meaning("audio", ("high", "square", "beeping"))))})
+    return {"description": description, "examples": examples}
+
+
+@dataclass
+class StepRecord:
+    name: str
+    seconds: float
+    reused: bool
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class ToyWorldBuild:
+    """Runs the recipe into ``out`` (see the module docstring); ``run()`` returns the final model folder."""
+
+    def __init__(self, out: str | Path, recipe: Recipe | None = None, *, judges: str | Path | None = None,
+                 log: Callable[[str], None] = print) -> None:
+        self.out = Path(out)
+        self.recipe = recipe or Recipe()
+        self.judges_dir = Path(judges) if judges else self.out / "judges"
+        self.log = log
+        self.records: list[StepRecord] = []
+
+    # ---- bookkeeping ----------------------------------------------------------------------------------------
+    def _step(self, name: str, folder: Path, work: Callable[[], dict[str, Any]],
+              complete: Callable[[], bool] | None = None) -> None:
+        """Run ``work`` unless ``folder`` is complete (its marker, or ``complete()`` for parts made elsewhere)."""
+        marker = folder / DONE
+        if marker.is_file() or (complete is not None and complete()):
+            summary = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
+            self.records.append(StepRecord(name, float(summary.get("seconds", 0.0)), True, summary))
+            self.log(f"[{name}] reusing {folder}")
+            return
+        self.log(f"[{name}] ...")
+        started = time.perf_counter()
+        summary = work() or {}
+        seconds = round(time.perf_counter() - started, 1)
+        summary = {"seconds": seconds, **summary}
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+        self.records.append(StepRecord(name, seconds, False, summary))
+        self.log(f"[{name}] done in {seconds:.0f} s")
+
+    @property
+    def parts(self) -> Path:
+        return self.out / "parts"
+
+    # ---- steps ----------------------------------------------------------------------------------------------
+    def data(self) -> None:
+        from .dataset import build_dataset
+
+        folder = self.out / "world"
+        self._step("data", folder, lambda: {"files": build_dataset(folder, seed=self.recipe.seed,
+                                                                   sizes=self.recipe.data_size)["files"]})
+
+    def judges(self) -> None:
+        from .classifiers import AttributeClassifiers
+
+        folder = self.judges_dir
+
+        def work() -> dict[str, Any]:
+            judges = AttributeClassifiers.train(seed=self.recipe.seed)
+            judges.save(folder)
+            return {m: r["accuracy"] for m, r in judges.reports.items()}
+
+        self._step("judges", folder, work, lambda: (folder / "classifiers.json").is_file())
+
+    def encoder(self) -> None:
+        from .train_encoder import train_toy_encoder
+
+        folder = self.parts / "encoder"
+        kwargs = {} if self.recipe.encoder_steps is None else {"steps": self.recipe.encoder_steps}
+
+        def work() -> dict[str, Any]:
+            report = train_toy_encoder(folder, seed=self.recipe.seed, **kwargs)
+            return {"retrieval_at_1": report.retrieval_at_1, "attribute_accuracy": report.attribute_accuracy}
+
+        self._step("encoder", folder, work, lambda: (folder / "encoder.json").is_file())
+
+    def llm(self) -> None:
+        from .train_llm import train_toy_llm
+
+        folder = self.parts / "llm"
+        kwargs = {} if self.recipe.llm_steps is None else {"steps": self.recipe.llm_steps}
+
+        def work() -> dict[str, Any]:
+            report = train_toy_llm(folder, seed=self.recipe.seed, **kwargs)
+            return {key: value for key, value in report.to_dict().items() if "perplexity" in key}
+
+        self._step("llm", folder, work, lambda: (folder / "llm" / "config.json").is_file())
+
+    def decoders(self) -> None:
+        from .train_decoders import train_toy_decoder
+
+        for modality in OUTPUT_MODALITIES:
+            folder = self.parts / "decoders" / modality
+            eval_count = self.recipe.decoder_eval_count
+
+            def work(modality: str = modality, folder: Path = folder, eval_count: int = eval_count) -> dict:
+                report = train_toy_decoder(
+                    modality, folder, seed=self.recipe.seed, steps=self.recipe.decoder_steps.get(modality),
+                    vae_steps=self.recipe.decoder_vae_steps.get(modality), eval_count=eval_count,
+                    judges=self.judges_dir if eval_count > 0 else None)
+                return {"accuracy": report.accuracy}
+
+            self._step(f"decoder-{modality}", folder, work, lambda folder=folder: (folder / "decoder.json").is_file())
+
+    def base(self) -> None:
+        from nextgpt.pipeline import NextGPT
+
+        folder = self.out / "base"
+
+        def work() -> dict[str, Any]:
+            config = toy_config(self.parts, signal_tokens=self.recipe.signal_tokens, seed=self.recipe.seed)
+            pipe = NextGPT.from_config(config, base_dir=self.parts)
+            pipe.save_pretrained(folder)
+            return {"trainable_parameters": sum(p.numel() for p in pipe.model.parameters() if p.requires_grad)}
+
+        self._step("base", folder, work, lambda: (folder / "config.json").is_file() and (folder / DONE).is_file())
+
+    def stage(self, number: int) -> Path:
+        from nextgpt.training import Trainer, load_train_config
+
+        previous = self.out / "base" if number == 1 else self.out / f"stage{number - 1}" / "final"
+        run_dir = self.out / f"stage{number}"
+        world = self.out / "world"
+        files = {1: ["train_comprehension.jsonl"], 2: ["train_generation.jsonl"],
+                 3: ["train_instructions.jsonl", "train_dialogues.jsonl", "train_tools.jsonl"]}[number]
+        overrides = [
+            f"model.checkpoint={previous}",
+            f"output_dir={run_dir}",
+            "data.train=" + json.dumps([str(world / f) for f in files]),
+            f"seed={self.recipe.seed}",
+            *self.recipe.stage_overrides.get(number, []),
+        ]
+
+        def work() -> dict[str, Any]:
+            config = load_train_config(RECIPE_DIR / f"stage{number}.yaml", overrides)
+            trainer = Trainer(config)
+            final = trainer.train()
+            history = trainer.history
+            return {"final": str(final), "steps": trainer.step, "trainable_parameters": trainer.trainable_count,
+                    "first": history[0] if history else {}, "last": history[-1] if history else {}}
+
+        self._step(f"stage{number}", run_dir, work, None)
+        return run_dir / "final"
+
+    def model(self) -> Path:
+        folder = self.out / "model"
+
+        def work() -> dict[str, Any]:
+            import torch
+
+            from nextgpt.eval.toyworld_eval import REPORT_NAME, evaluate_checkpoint
+            from nextgpt.pipeline import NextGPT
+
+            from .classifiers import AttributeClassifiers
+
+            temp = folder.with_name(folder.name + ".partial")
+            shutil.rmtree(temp, ignore_errors=True)
+            shutil.copytree(self.out / "stage3" / "final", temp)
+            if self.recipe.storage_dtype != "float32":
+                store_weights_as(temp, getattr(torch, self.recipe.storage_dtype))
+            torch.manual_seed(self.recipe.seed)
+            pipe = NextGPT.from_pretrained(temp)
+            report = evaluate_checkpoint(pipe, self.out / "world", AttributeClassifiers.load(self.judges_dir),
+                                         limit=self.recipe.eval_limit, out_path=temp / REPORT_NAME)
+            report.pop("eval_dir", None)
+            shutil.copytree(self.judges_dir, temp / JUDGES_SUBDIR, ignore=shutil.ignore_patterns(DONE))
+            (temp / "card.json").write_text(json.dumps(model_card(report), indent=2) + "\n", encoding="utf-8")
+            build = {"recipe": asdict(self.recipe), "steps": [asdict(r) for r in self.records]}
+            (temp / "build.json").write_text(json.dumps(build, indent=2, default=str) + "\n", encoding="utf-8")
+            shutil.rmtree(folder, ignore_errors=True)
+            temp.rename(folder)
+            return {**headline(report), "multiturn": report.get("multiturn")}
+
+        self._step("model", folder, work, None)
+        return folder
+
+    def run(self) -> Path:
+        import torch
+
+        torch.set_num_threads(self.recipe.threads)
+        started = time.perf_counter()
+        self.data()
+        self.judges()
+        self.encoder()
+        self.llm()
+        self.decoders()
+        self.base()
+        for number in (1, 2, 3):
+            self.stage(number)
+        folder = self.model()
+        total = sum(r.seconds for r in self.records)
+        self.log(f"built {folder} in {time.perf_counter() - started:.0f} s (all steps, reused ones at their "
+                 f"recorded time: {total:.0f} s)")
+        return folder
