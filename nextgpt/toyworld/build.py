@@ -68,9 +68,11 @@ class Recipe:
     decoder_steps: dict[str, int | None] = field(default_factory=dict)  # modality → UNet steps (None: default)
     decoder_vae_steps: dict[str, int | None] = field(default_factory=dict)
     decoder_eval_count: int = 40
+    judge_options: dict[str, int] = field(default_factory=dict)  # train_classifier's train_size, epochs, test_size
     signal_tokens: int = 4
     stage_overrides: dict[int, list[str]] = field(default_factory=dict)  # stage → extra `--set` overrides
     eval_limit: int | None = None  # dialogues per eval file (None: the whole held-out split)
+    eval_inference_steps: int | None = None  # diffusion steps of eval generations (None: each decoder's default)
     storage_dtype: str = "float16"  # weights of the final folder as stored (loaded back in float32); evaluated so
     threads: int = 1
 
@@ -80,8 +82,9 @@ class Recipe:
         few = {m: 3 for m in OUTPUT_MODALITIES}
         stage = ["max_steps=3", "data.batch_size=4", "log_every=1"]
         return cls(seed=seed, data_size="small", encoder_steps=3, llm_steps=3, decoder_steps=dict(few),
-                   decoder_vae_steps=dict(few), decoder_eval_count=0, stage_overrides={1: stage, 2: stage, 3: stage},
-                   eval_limit=2)
+                   decoder_vae_steps=dict(few), decoder_eval_count=0,
+                   judge_options={"train_size": 64, "epochs": 1, "test_size": 16}, stage_overrides={1: stage, 2: stage, 3: stage},
+                   eval_limit=2, eval_inference_steps=2)
 
 
 def toy_config(parts: Path, *, signal_tokens: int = 4, seed: int = 0) -> NextGPTConfig:
@@ -220,7 +223,7 @@ class ToyWorldBuild:
         folder = self.judges_dir
 
         def work() -> dict[str, Any]:
-            judges = AttributeClassifiers.train(seed=self.recipe.seed)
+            judges = AttributeClassifiers.train(seed=self.recipe.seed, **self.recipe.judge_options)
             judges.save(folder)
             return {m: r["accuracy"] for m, r in judges.reports.items()}
 
@@ -313,6 +316,7 @@ class ToyWorldBuild:
             import torch
 
             from nextgpt.eval.toyworld_eval import REPORT_NAME, evaluate_checkpoint
+            from nextgpt.options import GenerationOptions
             from nextgpt.pipeline import NextGPT
 
             from .classifiers import AttributeClassifiers
@@ -324,8 +328,10 @@ class ToyWorldBuild:
                 store_weights_as(temp, getattr(torch, self.recipe.storage_dtype))
             torch.manual_seed(self.recipe.seed)
             pipe = NextGPT.from_pretrained(temp)
+            options = GenerationOptions(max_new_tokens=64, output_dir=None,
+                                        num_inference_steps=self.recipe.eval_inference_steps)
             report = evaluate_checkpoint(pipe, self.out / "world", AttributeClassifiers.load(self.judges_dir),
-                                         limit=self.recipe.eval_limit, out_path=temp / REPORT_NAME)
+                                         limit=self.recipe.eval_limit, out_path=temp / REPORT_NAME, options=options)
             report.pop("eval_dir", None)
             shutil.copytree(self.judges_dir, temp / JUDGES_SUBDIR, ignore=shutil.ignore_patterns(DONE))
             (temp / "card.json").write_text(json.dumps(model_card(report), indent=2) + "\n", encoding="utf-8")
