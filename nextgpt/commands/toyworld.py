@@ -32,7 +32,18 @@ def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
                        help="eval dialogues per file (default: the whole held-out split)")
     build.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
 
+    ship = actions.add_parser("ship", help="copy a built OUT/model into the package as its default model "
+                              "(developers: this is what nextgpt/assets/toyworld holds)")
+    ship.add_argument("model", help="the model folder of a finished build (OUT/model)")
+
     def run(args: argparse.Namespace) -> int:
+        if args.toyworld_action == "ship":
+            from nextgpt.toyworld.build import ship
+
+            folder = ship(args.model)
+            size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+            print(f"shipped {args.model} → {folder} ({size / 2**20:.1f} MiB)")
+            return 0
         if args.toyworld_action == "build":
             from nextgpt.toyworld.build import Recipe, ToyWorldBuild
 

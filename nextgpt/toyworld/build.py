@@ -73,6 +73,7 @@ class Recipe:
     stage_overrides: dict[int, list[str]] = field(default_factory=dict)  # stage → extra `--set` overrides
     eval_limit: int | None = None  # dialogues per eval file (None: the whole held-out split)
     eval_inference_steps: int | None = None  # diffusion steps of eval generations (None: each decoder's default)
+    feature_cache: bool = True  # encode each stage's media and caption targets once (nextgpt data cache)
     storage_dtype: str = "float16"  # weights of the final folder as stored (loaded back in float32); evaluated so
     threads: int = 1
 
@@ -109,6 +110,26 @@ def toy_config(parts: Path, *, signal_tokens: int = 4, seed: int = 0) -> NextGPT
                                        output_projector=output, decoder=decoder))
     return NextGPTConfig(name="toyworld", llm=llm, encoder=encoder, modalities=modalities, template="vicuna_v0",
                          shared_input_projector=True, allow_random_init=False, seed=seed)
+
+
+def ship(model_dir: str | Path, dest: str | Path = SHIPPED_MODEL_DIR) -> Path:
+    """Copy a built model folder (``OUT/model``) to ``dest`` — by default the package's shipped model — without
+    the build's bookkeeping files; the previous shipped model is replaced only once the copy is complete.
+
+    Raises:
+        FileNotFoundError: when ``model_dir`` is not a finished build (no config.json or eval report).
+    """
+    source, dest = Path(model_dir), Path(dest)
+    for name in ("config.json", "eval_toyworld.json", "card.json"):
+        if not (source / name).is_file():
+            raise FileNotFoundError(f"{source} has no {name}: ship the model folder of a finished "
+                                    "`nextgpt toyworld build` (OUT/model)")
+    temp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(temp, ignore_errors=True)
+    shutil.copytree(source, temp, ignore=shutil.ignore_patterns(DONE))
+    shutil.rmtree(dest, ignore_errors=True)
+    temp.rename(dest)
+    return dest
 
 
 def store_weights_as(folder: Path, dtype: Any) -> int:
@@ -298,8 +319,13 @@ class ToyWorldBuild:
             *self.recipe.stage_overrides.get(number, []),
         ]
 
+        if self.recipe.feature_cache:
+            overrides.append(f"data.cache_dir={self.out / 'cache'}")
+
         def work() -> dict[str, Any]:
             config = load_train_config(RECIPE_DIR / f"stage{number}.yaml", overrides)
+            if config.data.cache_dir is not None:
+                self._fill_cache(config)
             trainer = Trainer(config)
             final = trainer.train()
             history = trainer.history
@@ -308,6 +334,22 @@ class ToyWorldBuild:
 
         self._step(f"stage{number}", run_dir, work, None)
         return run_dir / "final"
+
+    @staticmethod
+    def _fill_cache(config: Any) -> None:
+        """Add this stage's media embeddings and caption targets to the shared feature cache (the frozen parts
+        are the same in every stage, so one cache serves all three; what is cached already is skipped)."""
+        from accelerate import Accelerator
+
+        from nextgpt.training.cache_build import build_cache
+        from nextgpt.training.data import read_dialogues
+        from nextgpt.training.trainer import load_pipeline
+
+        pipe = load_pipeline(config.model_copy(update={"lora": None}), "cpu")
+        data = config.data
+        dialogues = read_dialogues([*data.train, *data.eval], [s.name for s in pipe.config.modalities],
+                                   root=data.root, format=data.format, task=data.task)
+        build_cache(pipe, dialogues, data.cache_dir, Accelerator(), batch_size=32)
 
     def model(self) -> Path:
         folder = self.out / "model"
