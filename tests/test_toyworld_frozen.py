@@ -20,7 +20,8 @@ def encoder_run(tmp_path_factory):
     from nextgpt.toyworld.train_encoder import train_toy_encoder
 
     out = tmp_path_factory.mktemp("encoder")
-    return out, train_toy_encoder(out, seed=0, steps=30, batch_size=8, lr=1e-3, eval_per_modality=5)
+    return out, train_toy_encoder(out, seed=0, steps=30, batch_size=8, lr=1e-3, eval_per_modality=5,
+                                  probe_renderings=16)
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,20 @@ def test_encoder_loss_falls(encoder_run):
     assert set(report.retrieval_at_1) == {"image", "audio", "video"}
     assert all(0.0 <= v <= 1.0 for v in report.retrieval_at_1_held_out.values())
     assert all(0.0 <= v <= 1.0 for v in report.attribute_accuracy.values())
+
+
+def test_encoder_reports_every_attribute_on_both_splits(encoder_run):
+    from nextgpt.toyworld.world import ATTRIBUTES
+
+    out, report = encoder_run
+    for table in (report.probe_accuracy, report.retrieval_attribute_accuracy):
+        assert set(table) == set(ATTRIBUTES)
+        for modality, parts in table.items():
+            assert set(parts) == {"train", "held_out"}
+            assert all(set(accuracies) == set(ATTRIBUTES[modality]) for accuracies in parts.values())
+            assert all(0.0 <= v <= 1.0 for accuracies in parts.values() for v in accuracies.values())
+    saved = json.loads((out / "encoder_report.json").read_text())
+    assert saved["probe_accuracy"] == report.probe_accuracy
 
 
 def test_encoder_loads_frozen_through_build_encoder(encoder_run):

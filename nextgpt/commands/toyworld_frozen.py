@@ -14,7 +14,7 @@ def _toyworld_train(parser: argparse.ArgumentParser) -> Callable[[argparse.Names
     parser.add_argument("--out", required=True, help="folder to write (encoder.safetensors + encoder.json, or "
                                                      "llm/ + tokenizer/)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="optimiser steps (default: encoder 300, llm 500 — a few minutes on one thread)")
+                        help="optimiser steps (default: encoder 250, llm 500 — a few minutes on one thread)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: the models are small; more threads wait on a busy CPU)")
@@ -28,11 +28,16 @@ def _toyworld_train(parser: argparse.ArgumentParser) -> Callable[[argparse.Names
         if args.part == "encoder":
             from nextgpt.toyworld.train_encoder import train_toy_encoder
 
-            report = train_toy_encoder(args.out, seed=args.seed, steps=args.steps or 300)
+            report = train_toy_encoder(args.out, seed=args.seed, steps=args.steps or 250)
             for modality, value in report.retrieval_at_1.items():
                 print(f"{modality}: retrieval@1 {value:.3f} over all meanings, "
                       f"{report.retrieval_at_1_held_out[modality]:.3f} on held-out meanings; "
                       f"attributes right {report.attribute_accuracy[modality]:.3f}")
+            for modality, parts in report.probe_accuracy.items():
+                for part, accuracies in parts.items():
+                    retrieved = report.retrieval_attribute_accuracy[modality][part]
+                    print(f"{modality} {part} meanings, per attribute (linear probe / retrieval): " + ", ".join(
+                        f"{name} {value:.2f}/{retrieved[name]:.2f}" for name, value in accuracies.items()))
             print(f"loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}; {report.seconds:.0f} s")
             print(f"wrote {report.weights} and {report.config} "
                   f"(load: build_encoder(EncoderConfig(**json), base_dir={args.out!r}))")

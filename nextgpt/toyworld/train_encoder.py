@@ -20,7 +20,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -32,20 +32,20 @@ from nextgpt.config import EncoderConfig
 from .language import caption
 from .render import SAMPLE_RATE, VIDEO_FPS, render
 from .split import make_split
-from .world import MODALITIES, Meaning, all_meanings
+from .world import MODALITIES, Meaning, all_meanings, attribute_space
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TOY_ARCHITECTURE", "TOY_OPTIONS", "EncoderReport", "evaluate_retrieval", "toy_encoder_config",
-           "train_toy_encoder"]
+__all__ = ["TOY_ARCHITECTURE", "TOY_OPTIONS", "EncoderReport", "evaluate_attributes", "evaluate_retrieval",
+           "toy_encoder_config", "train_toy_encoder"]
 
 TOY_ARCHITECTURE: dict[str, Any] = {
     "out_embed_dim": 64,
     "vision_embed_dim": 64,
-    "vision_num_blocks": 1,
+    "vision_num_blocks": 2,
     "vision_num_heads": 4,
     "audio_embed_dim": 64,
-    "audio_num_blocks": 1,
+    "audio_num_blocks": 2,
     "audio_num_heads": 4,
     "text_embed_dim": 64,
     "text_num_blocks": 1,
@@ -89,6 +89,12 @@ class EncoderReport:
     weights: str
     config: str
     extra: dict[str, Any] = field(default_factory=dict)
+    probe_accuracy: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    """Linear probes (logistic regression per attribute, fit on fresh renderings of training meanings):
+    ``{modality: {"train" | "held_out": {attribute: accuracy}}}`` on other fresh renderings."""
+    retrieval_attribute_accuracy: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    """Per attribute, how often the top caption (of all meanings of the modality) gets it right:
+    ``{modality: {"train" | "held_out": {attribute: accuracy}}}``."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,6 +127,16 @@ def _embed(encoder: Any, modality: str, inputs: torch.Tensor) -> torch.Tensor:
     return F.normalize(pooled.view(batch, views, -1).mean(dim=1), dim=-1)
 
 
+def _reinit_trunks(encoder: Any, seed: int) -> None:
+    """Normal(0, fan_in^-1/2) weights for every linear layer of the vision and audio trunks (seeded)."""
+    generator = torch.Generator().manual_seed(seed + 7)
+    with torch.no_grad():
+        for key in ("vision", "audio"):
+            for module in encoder.modality_trunks[key].modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.weight.normal_(0.0, module.in_features ** -0.5, generator=generator)
+
+
 def _draw_batch(pool: list[Meaning], size: int, rng: np.random.Generator, hard: float) -> list[Meaning]:
     """``size`` distinct meanings: a fraction ``hard`` are the nearest neighbours of a random anchor (most
     attributes shared: hard negatives that differ in one attribute), the rest drawn at random."""
@@ -135,8 +151,8 @@ def _draw_batch(pool: list[Meaning], size: int, rng: np.random.Generator, hard: 
     return [pool[i] for i in near + rest]
 
 
-def _info_nce(media: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-    logits = LOGIT_SCALE * media @ text.T
+def _info_nce(media: torch.Tensor, text: torch.Tensor, logit_scale: float = LOGIT_SCALE) -> torch.Tensor:
+    logits = logit_scale * media @ text.T
     labels = torch.arange(len(media))
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
@@ -183,15 +199,98 @@ def evaluate_retrieval(encoder: Any, *, seed: int = 12345, per_modality: int = 1
     return overall, held, attributes
 
 
+def _embed_renderings(encoder: Any, meanings: list[Meaning], rng: np.random.Generator) -> torch.Tensor:
+    """Embeddings of fresh jittered renderings of ``meanings`` (one each, in order, 32 at a time)."""
+    chunks = []
+    for start in range(0, len(meanings), 32):
+        chunk = meanings[start:start + 32]
+        modality = chunk[0].modality
+        chunks.append(_embed(encoder, modality, encoder.preprocess(modality, [_media_item(m, rng) for m in chunk])))
+    return torch.cat(chunks)
+
+
+def _fit_probe(features: torch.Tensor, labels: torch.Tensor, classes: int,
+               l2: float = 1e-3) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Multinomial logistic regression (L-BFGS, small L2) on standardised ``features`` → ``labels``; returns the
+    logits function (standardisation included)."""
+    mean, std = features.mean(dim=0), features.std(dim=0) + 1e-6
+    features = (features - mean) / std
+    probe = torch.nn.Linear(features.shape[1], classes)
+    torch.nn.init.zeros_(probe.weight)
+    torch.nn.init.zeros_(probe.bias)
+    optimiser = torch.optim.LBFGS(probe.parameters(), lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = F.cross_entropy(probe(features), labels) + l2 * probe.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimiser.step(closure)
+    return lambda x: probe((x - mean) / std)
+
+
+@torch.no_grad()
+def evaluate_attributes(encoder: Any, *, seed: int = 54321, modalities: tuple[str, ...] = MODALITIES,
+                        fit_per_modality: int = 320, test_per_modality: int = 160
+                        ) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, dict[str, dict[str, float]]]]:
+    """Per-attribute accuracy of the embedding of fresh renderings, on training and on held-out meanings.
+
+    Returns ``(probe, retrieval)``, each ``{modality: {"train" | "held_out": {attribute: accuracy}}}``:
+
+    - ``probe``: one logistic regression per attribute, fit on embeddings of ``fit_per_modality`` fresh
+      renderings of training-split meanings (cycled), tested on ``test_per_modality`` other fresh renderings of
+      training meanings and as many of held-out meanings (what a linear input projector can read off);
+    - ``retrieval``: on the same test renderings, whether the nearest canonical caption among all meanings of the
+      modality has the attribute right.
+    """
+    was_training = encoder.training
+    encoder.eval()
+    rng = np.random.default_rng(seed)
+    split = make_split()
+    probe_result: dict[str, dict[str, dict[str, float]]] = {}
+    retrieval_result: dict[str, dict[str, dict[str, float]]] = {}
+    for modality in modalities:
+        space = attribute_space(modality)
+        meanings = all_meanings(modality)
+        texts = _embed(encoder, "text", encoder.preprocess("text", [caption(m) for m in meanings]))
+        parts = {"train": split.meanings(modality, "train"), "held_out": split.meanings(modality, "eval")}
+
+        def cycled(pool: list[Meaning], count: int) -> list[Meaning]:
+            order = np.concatenate([rng.permutation(len(pool)) for _ in range(count // len(pool) + 1)])[:count]
+            return [pool[int(i)] for i in order]
+
+        fit = cycled(parts["train"], fit_per_modality)
+        fit_x = _embed_renderings(encoder, fit, rng)
+        tests = {part: cycled(pool, test_per_modality) for part, pool in parts.items()}
+        test_x = {part: _embed_renderings(encoder, pool, rng) for part, pool in tests.items()}
+        probe_result[modality] = {part: {} for part in tests}
+        retrieval_result[modality] = {part: {} for part in tests}
+        for attribute, values in space.items():
+            index = {v: i for i, v in enumerate(values)}
+            probe = _fit_probe(fit_x, torch.tensor([index[m[attribute]] for m in fit]), len(values))
+            for part, pool in tests.items():
+                truth = torch.tensor([index[m[attribute]] for m in pool])
+                probe_result[modality][part][attribute] = float((probe(test_x[part]).argmax(1) == truth).float().mean())
+                found = (test_x[part] @ texts.T).argmax(dim=1)
+                retrieval_result[modality][part][attribute] = _mean(
+                    meanings[int(f)][attribute] == m[attribute] for f, m in zip(found, pool))
+    encoder.train(was_training)
+    return probe_result, retrieval_result
+
+
 def _mean(values) -> float:
     values = list(values)
     return sum(values) / len(values)
 
 
-def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 300, batch_size: int = 32,
+def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 250, batch_size: int = 32,
                       architecture: dict[str, Any] | None = None, lr: float = 2e-3,
                       modalities: tuple[str, ...] = MODALITIES, eval_per_modality: int = 100,
-                      hard_negatives: float = 0.0) -> EncoderReport:
+                      hard_negatives: float = 0.0, attribute_weight: float = 1.0,
+                      logit_scale: float = LOGIT_SCALE, reinit_trunks: bool = True,
+                      probe_renderings: int = 320) -> EncoderReport:
     """Train a toy ImageBind from scratch and save it frozen under ``out_dir``.
 
     Args:
@@ -204,6 +303,15 @@ def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 300, b
         modalities: the media modalities to align with text.
         eval_per_modality: fresh renderings per modality for the retrieval report (0: skip it).
         hard_negatives: fraction of each batch drawn as the nearest neighbours of a random anchor meaning.
+        attribute_weight: weight of the auxiliary attribute loss: one linear head per (modality, attribute) reads
+            the normalised media embedding *and* the caption's text embedding (the same head for both) with
+            cross-entropy against the true value; the heads are thrown away after training (0: InfoNCE only).
+        logit_scale: inverse temperature of the InfoNCE logits.
+        reinit_trunks: re-initialise the linear layers of the vision and audio trunks with std fan_in^-1/2
+            (ImageBind's std 0.02 leaves 64-d blocks almost linear, and a linear pool of patch + position codes
+            cannot tell where the object is).
+        probe_renderings: fresh renderings per modality to fit the per-attribute linear probes on (half as many
+            per split to test them and the per-attribute retrieval; :func:`evaluate_attributes`); 0: skip.
 
     Raises:
         ValueError: for a non-positive ``steps``/``batch_size``, an unknown modality or a bad architecture.
@@ -220,10 +328,18 @@ def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 300, b
     started = time.perf_counter()
     config = toy_encoder_config(architecture)
     encoder = build_encoder(config, allow_random_init=True, seed=seed)
+    if reinit_trunks:
+        _reinit_trunks(encoder, seed)
     encoder.requires_grad_(True)
     encoder.train()
     parameters = [p for p in encoder.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.01)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        heads = torch.nn.ModuleDict({
+            f"{modality}_{attribute}": torch.nn.Linear(config.embed_dim, len(values))
+            for modality in modalities for attribute, values in attribute_space(modality).items()})
+    head_scale = math.sqrt(config.embed_dim)  # unit-norm embeddings → unit-variance head inputs
+    optimiser = torch.optim.AdamW(parameters + list(heads.parameters()), lr=lr, weight_decay=0.01)
     warmup = max(1, steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
@@ -243,11 +359,17 @@ def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 300, b
                          for m in chosen]
                 media = _embed(encoder, modality, encoder.preprocess(modality, [_media_item(m, rng) for m in chosen]))
                 text = _embed(encoder, "text", encoder.preprocess("text", texts))
-                total = total + _info_nce(media, text)
+                total = total + _info_nce(media, text, logit_scale)
+                if attribute_weight > 0:
+                    both = torch.cat([media, text]) * head_scale
+                    for attribute, values in attribute_space(modality).items():
+                        truth = torch.tensor([values.index(m[attribute]) for m in chosen] * 2)
+                        head = heads[f"{modality}_{attribute}"]
+                        total = total + attribute_weight * F.cross_entropy(head(both), truth)
             loss = total / len(modalities)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            torch.nn.utils.clip_grad_norm_(parameters + list(heads.parameters()), 1.0)
             optimiser.step()
             schedule.step()
             losses.append(loss.item())
@@ -264,11 +386,20 @@ def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 300, b
     if eval_per_modality > 0:
         overall, held, attributes = evaluate_retrieval(encoder, seed=seed + 1_000_003, per_modality=eval_per_modality,
                                            modalities=modalities)
+    probe, retrieval = ({}, {})
+    if probe_renderings > 0:
+        probe, retrieval = evaluate_attributes(encoder, seed=seed + 2_000_003, modalities=modalities,
+                                               fit_per_modality=probe_renderings,
+                                               test_per_modality=max(1, probe_renderings // 2))
     seconds = time.perf_counter() - started
     report = EncoderReport(overall, held, attributes, losses, seconds, steps, sum(p.numel() for p in parameters),
                            str(weights), str(out / CONFIG_FILE),
                            {"train_seconds": train_seconds, "batch_size": batch_size, "lr": lr, "seed": seed,
-                            "hard_negatives": hard_negatives})
+                            "hard_negatives": hard_negatives, "attribute_weight": attribute_weight,
+                            "logit_scale": logit_scale, "reinit_trunks": reinit_trunks,
+                            "file_bytes": Path(weights).stat().st_size, "loss_first": losses[0],
+                            "loss_last": losses[-1]},
+                           probe, retrieval)
     (out / "encoder_report.json").write_text(json.dumps({k: v for k, v in report.to_dict().items()
                                                          if k != "losses"}, indent=2) + "\n")
     logger.info("toy encoder: retrieval@1 %s (held-out %s), %.0f s", overall, held, seconds)
