@@ -289,7 +289,7 @@ def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 250, b
                       architecture: dict[str, Any] | None = None, lr: float = 2e-3,
                       modalities: tuple[str, ...] = MODALITIES, eval_per_modality: int = 100,
                       hard_negatives: float = 0.0, attribute_weight: float = 1.0,
-                      logit_scale: float = LOGIT_SCALE, reinit_trunks: bool = True,
+                      logit_scale: float = LOGIT_SCALE, reinit_trunks: bool = True, position_scale: float = 6.0,
                       probe_renderings: int = 320) -> EncoderReport:
     """Train a toy ImageBind from scratch and save it frozen under ``out_dir``.
 
@@ -310,6 +310,8 @@ def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 250, b
         reinit_trunks: re-initialise the linear layers of the vision and audio trunks with std fan_in^-1/2
             (ImageBind's std 0.02 leaves 64-d blocks almost linear, and a linear pool of patch + position codes
             cannot tell where the object is).
+        position_scale: factor on the initial (learnable) position embeddings of the vision and audio towers
+            (ImageBind's are ~7× quieter than a 64-d patch token here).
         probe_renderings: fresh renderings per modality to fit the per-attribute linear probes on (half as many
             per split to test them and the per-attribute retrieval; :func:`evaluate_attributes`); 0: skip.
 
@@ -330,6 +332,9 @@ def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 250, b
     encoder = build_encoder(config, allow_random_init=True, seed=seed)
     if reinit_trunks:
         _reinit_trunks(encoder, seed)
+    with torch.no_grad():  # position codes as loud as patch contents: LayerNorm(content + position) then mixes them
+        for key in ("vision", "audio"):
+            encoder.modality_preprocessors[key].pos_embedding_helper.pos_embed.mul_(position_scale)
     encoder.requires_grad_(True)
     encoder.train()
     parameters = [p for p in encoder.parameters() if p.requires_grad]
@@ -397,6 +402,7 @@ def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 250, b
                            {"train_seconds": train_seconds, "batch_size": batch_size, "lr": lr, "seed": seed,
                             "hard_negatives": hard_negatives, "attribute_weight": attribute_weight,
                             "logit_scale": logit_scale, "reinit_trunks": reinit_trunks,
+                            "position_scale": position_scale,
                             "file_bytes": Path(weights).stat().st_size, "loss_first": losses[0],
                             "loss_last": losses[-1]},
                            probe, retrieval)
