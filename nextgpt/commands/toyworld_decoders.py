@@ -20,10 +20,16 @@ def _toyworld_train_decoder(parser: argparse.ArgumentParser) -> Callable[[argpar
     parser.add_argument("--judges", default=None,
                         help="folder of `nextgpt toyworld classifiers` (default: train them, seconds)")
     parser.add_argument("--eval-count", type=int, default=40, help="held-out generations to score (0: none)")
-    parser.add_argument("--train-text-encoder", action="store_true",
-                        help="train the pipeline's text encoder jointly (default: frozen at its random init)")
-    parser.add_argument("--prediction-type", default="epsilon", choices=["epsilon", "v_prediction"],
-                        help="what the UNet predicts (saved in the scheduler config)")
+    parser.add_argument("--train-text-encoder", action=argparse.BooleanOptionalAction, default=None,
+                        help="train the pipeline's text encoder jointly with the UNet (default: the recipe's, on)")
+    parser.add_argument("--prediction-type", default=None, choices=["epsilon", "v_prediction", "sample"],
+                        help="what the UNet predicts, saved in the scheduler config (default: the recipe's, sample)")
+    parser.add_argument("--lr", type=float, default=None, help="UNet (and text encoder) peak learning rate")
+    parser.add_argument("--vae-lr", type=float, default=None, help="VAE peak learning rate")
+    parser.add_argument("--timestep-power", type=float, default=None,
+                        help="training timesteps t = T·u^power (< 1: more high-noise steps; default the recipe's)")
+    parser.add_argument("--guidance-scale", type=float, default=None, help="saved generation default")
+    parser.add_argument("--inference-steps", type=int, default=None, help="saved generation default (DDIM steps)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
 
     def run(args: argparse.Namespace) -> int:
@@ -32,17 +38,22 @@ def _toyworld_train_decoder(parser: argparse.ArgumentParser) -> Callable[[argpar
         from nextgpt.toyworld.train_decoders import train_toy_decoder
 
         torch.set_num_threads(args.threads)
+        defaults = {k: v for k, v in {"guidance_scale": args.guidance_scale,
+                                      "num_inference_steps": args.inference_steps}.items() if v is not None}
         try:
             report = train_toy_decoder(args.modality, args.out, seed=args.seed, steps=args.steps,
                                        vae_steps=args.vae_steps, batch_size=args.batch_size, judges=args.judges,
                                        eval_count=args.eval_count, train_text_encoder=args.train_text_encoder,
-                                       prediction_type=args.prediction_type)
+                                       prediction_type=args.prediction_type, lr=args.lr, vae_lr=args.vae_lr,
+                                       timestep_power=args.timestep_power, defaults=defaults)
         except ValueError as error:
             print(f"error: {error}")
             return 2
         print(f"VAE reconstruction MSE by tenth of training: {report.vae_loss}")
         print(f"UNet noise-prediction loss by tenth of training: {report.unet_loss}")
         print(f"seconds: {report.seconds}")
+        if report.vae_round_trip:
+            print("VAE round trip, judged: " + ", ".join(f"{k}={v:.3f}" for k, v in report.vae_round_trip.items()))
         if report.accuracy:
             print("generation accuracy on held-out meanings: "
                   + ", ".join(f"{k}={v:.3f}" for k, v in report.accuracy.items()))

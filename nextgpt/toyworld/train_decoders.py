@@ -114,6 +114,12 @@ AUDIO_TOKENS = 48
 """Tokenizer length of the toy audio decoder's CLAP encoder (the tiny default, 16, cuts toy captions short)."""
 
 
+FIXED_PHASE = True
+"""Training tones start at phase 0: the harmonic frames of a meaning then differ only by loudness and beep timing
+(a random phase rotates every (cos, sin) pair, which the VAE and UNet would have to learn as variety, while the
+judges read spectra and envelopes, where phase does not show)."""
+
+
 def _exact_pitch_audio(meaning: Meaning, rng: np.random.Generator) -> np.ndarray:
     """``render_audio`` with its phase, loudness and beep-phase jitter but the exact pitch: harmonic frames hold
     only exact harmonics of 220 Hz, and a detuned partial would smear across them."""
@@ -121,11 +127,17 @@ def _exact_pitch_audio(meaning: Meaning, rng: np.random.Generator) -> np.ndarray
 
     t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
     frequency = PITCH_HZ[meaning["pitch"]]
-    wave = _band_limited(meaning["timbre"], frequency * t + rng.uniform(0, 1), frequency, SAMPLE_RATE)
+    phase = rng.uniform(0, 1)
+    wave = _band_limited(meaning["timbre"], frequency * t + (0.0 if FIXED_PHASE else phase), frequency, SAMPLE_RATE)
     envelope = np.ones_like(t)
     if meaning["rhythm"] == "beeping":
         envelope = (((t + rng.uniform(0, BEEP_SECONDS)) // BEEP_SECONDS) % 2 == 0).astype(np.float64)
     return (rng.uniform(0.3, 0.6) * wave * envelope).astype(np.float32)
+
+
+RECIPE: dict[str, Any] = {"train_text_encoder": True, "prediction_type": "sample", "lr": 1e-3, "vae_lr": 2e-3,
+                          "timestep_power": 1.0}
+"""Training options shared by every modality (a ``DecoderSpec.recipe`` may override them)."""
 
 
 @dataclass(frozen=True)
@@ -139,19 +151,20 @@ class DecoderSpec:
     steps: int
     vae_steps: int
     batch_size: int
+    recipe: dict[str, Any] = field(default_factory=lambda: dict(RECIPE))
 
 
 SPECS: dict[str, DecoderSpec] = {
     "image": DecoderSpec("stable-diffusion", "image", CONDITION_TOKENS,
                          {"num_inference_steps": 20, "guidance_scale": 3.0, "height": 32, "width": 32},
-                         steps=800, vae_steps=150, batch_size=32),
+                         steps=400, vae_steps=120, batch_size=16),
     "audio": DecoderSpec("audioldm", "frames", 1,
                          {"num_inference_steps": 20, "guidance_scale": 3.0, "audio_length_in_s": 1.0},
-                         steps=600, vae_steps=150, batch_size=32),
+                         steps=300, vae_steps=100, batch_size=16),
     "video": DecoderSpec("text-to-video", "video", CONDITION_TOKENS,
                          {"num_inference_steps": 20, "guidance_scale": 3.0, "height": 32, "width": 32,
                           "num_frames": VIDEO_FRAMES, "fps": VIDEO_FPS},
-                         steps=400, vae_steps=100, batch_size=8),
+                         steps=150, vae_steps=80, batch_size=4),
 }
 """Modalities → pipeline kind, input layout, prompt length, generation defaults and the default budget."""
 
@@ -166,6 +179,8 @@ class DecoderReport:
     unet_loss: list[float] = field(default_factory=list)  # ε-MSE, mean per tenth of training
     seconds: dict[str, float] = field(default_factory=dict)
     accuracy: dict[str, float] = field(default_factory=dict)  # per attribute, and "all"
+    vae_round_trip: dict[str, float] = field(default_factory=dict)  # judged encode → decode of renderings
+    recipe: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -177,6 +192,42 @@ def _spec(modality: str) -> DecoderSpec:
     if modality not in SPECS:
         raise ValueError(f"no toy decoder recipe for {modality!r}; supported: {sorted(SPECS)}")
     return SPECS[modality]
+
+
+ONE_LEVEL_VAE = {"block_out_channels": [32], "down_block_types": ["DownEncoderBlock2D"],
+                 "up_block_types": ["UpDecoderBlock2D"], "latent_channels": 4, "mid_block_add_attention": False}
+"""A VAE without downsampling (latent = the 32×32 pixel grid, 4 channels) and without the mid-block attention."""
+
+TOY_VAE: dict[str, dict[str, Any]] = {
+    "image": ONE_LEVEL_VAE,
+    "video": {"block_out_channels": list(TOY_VAE_WIDTHS), "latent_channels": 8},
+    "audio": ONE_LEVEL_VAE,
+}
+"""VAE config overrides per modality (on the tiny pipelines' 2-level VAE)."""
+
+TOY_UNET: dict[str, dict[str, Any]] = {
+    "image": {
+        "sample_size": 32,
+        "block_out_channels": [32, 64, 64],
+        "down_block_types": ["DownBlock2D", "DownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "UpBlock2D", "UpBlock2D"],
+        "mid_block_type": "UNetMidBlock2D",
+        "addition_embed_type": "text",  # the pooled caption, added to the time embedding: the only text path
+        "addition_embed_type_num_heads": 4,
+        "resnet_time_scale_shift": "scale_shift",  # the (time + caption) embedding scales and shifts every block
+    },
+    "video": {},
+    "audio": {
+        "sample_size": 20,
+        "block_out_channels": [32, 64, 64],
+        "down_block_types": ["DownBlock2D", "DownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "UpBlock2D", "UpBlock2D"],
+        "mid_block_type": "UNetMidBlock2D",  # AudioLDM conditions through the class embedding, not attention
+        "cross_attention_dim": 32,
+        "resnet_time_scale_shift": "scale_shift",
+    },
+}
+"""UNet config overrides per modality (on the tiny pipelines' UNets)."""
 
 
 def _tiny_architecture(modality: str) -> dict[str, Any]:
@@ -192,7 +243,10 @@ def _tiny_architecture(modality: str) -> dict[str, Any]:
         architecture = architectures.tiny_stable_diffusion_architecture(CONDITION_TOKENS)
     # measured on 1 CPU thread, batch 32: a VAE step takes 0.36 s at widths [16, 32] against 0.98 s at [32, 64],
     # and flat shapes on black need no more
-    architecture["vae"]["config"]["block_out_channels"] = list(TOY_VAE_WIDTHS)
+    architecture["vae"]["config"].update(json.loads(json.dumps(TOY_VAE[modality])))
+    unet = architecture["unet"]["config"]
+    unet.update(json.loads(json.dumps(TOY_UNET[modality])))
+    unet["in_channels"] = unet["out_channels"] = architecture["vae"]["config"]["latent_channels"]
     return architecture
 
 
@@ -244,9 +298,11 @@ def train_vae(vae: Any, modality: str, meanings: list[Meaning], *, steps: int, b
         batch = [meanings[i] for i in rng.integers(len(meanings), size=images)]
         x = _frames(_pixels(modality, batch, rng))
         posterior = vae.encode(x).latent_dist
-        recon = vae.decode(posterior.sample(generator=generator)).sample
+        # the posterior mean, not a sample: the UNet is trained on means too, and the sampling noise of a young VAE
+        # (log-variance ≈ 0) drowns the content (measured: MSE plateaus at 0.05, colours washed out)
+        recon = vae.decode(posterior.mean).sample
         mse = torch.nn.functional.mse_loss(recon, x)
-        loss = mse + 1e-6 * posterior.kl().mean()
+        loss = mse + 1e-6 * posterior.mean.pow(2).mean()  # keep the latent scale in check
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -254,6 +310,26 @@ def train_vae(vae: Any, modality: str, meanings: list[Meaning], *, steps: int, b
         losses.append(mse.item())
     vae.eval().requires_grad_(False)
     return losses
+
+
+@torch.no_grad()
+def standardise_latents(vae: Any, pixels: torch.Tensor) -> None:
+    """Fold a per-channel affine map into the VAE's ``quant_conv``/``post_quant_conv`` so that posterior means of
+    ``pixels`` have zero mean and unit variance per channel (decoding is unchanged), and set ``scaling_factor`` 1.
+
+    The pipelines only divide latents by ``scaling_factor``; an uncentred latent (a young VAE puts the black
+    background far from 0) leaves the diffusion prior a large offset to learn (measured: x0-loss 28 at the start
+    and still 2–4 after 150 steps)."""
+    vae.register_to_config(scaling_factor=1.0)
+    z = vae.encode(_frames(pixels)).latent_dist.mean
+    c = z.shape[1]
+    mean, std = z.mean(dim=(0, 2, 3)), z.std(dim=(0, 2, 3)).clamp_min(1e-4)
+    quant, post = vae.quant_conv, vae.post_quant_conv
+    post.bias += (post.weight[:, :, 0, 0] @ mean)
+    post.weight *= std[None, :, None, None]
+    quant.weight[:c] /= std[:, None, None, None]
+    quant.bias[:c] = (quant.bias[:c] - mean) / std
+    quant.bias[c:] -= 2 * torch.log(std)
 
 
 @torch.no_grad()
@@ -277,7 +353,7 @@ def _captions(meanings: list[Meaning], phrasings: list[int], rng: np.random.Gene
 
 def train_unet(decoder: Any, modality: str, meanings: list[Meaning], phrasings: list[int], *, steps: int,
                batch_size: int, generator: torch.Generator, rng: np.random.Generator, lr: float = 1e-3,
-               train_text_encoder: bool = False) -> list[float]:
+               train_text_encoder: bool = False, timestep_power: float = 1.0) -> list[float]:
     """ε-prediction training of the UNet on latents of jittered renderings, conditioned as the pipeline
     conditions it (cross-attention, or AudioLDM's class embedding); returns the per-step loss."""
     pipeline = decoder.pipeline
@@ -298,14 +374,18 @@ def train_unet(decoder: Any, modality: str, meanings: list[Meaning], phrasings: 
         with torch.enable_grad() if train_text_encoder else torch.no_grad():
             conditions = decoder.prepare_conditions(decoder._encode_prompts(captions))
         noise = torch.randn(latents.shape, generator=generator)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), generator=generator)
+        # t = T·u^power: power < 1 draws more high-noise steps, where the content (shape, colour, place) is decided
+        u = torch.rand(batch_size, generator=generator) ** timestep_power
+        t = (u * scheduler.config.num_train_timesteps).long().clamp(max=scheduler.config.num_train_timesteps - 1)
         noisy = scheduler.add_noise(latents, noise, t)
         if pooled:
             prediction = unet(noisy, t, encoder_hidden_states=None, class_labels=conditions).sample
         else:
             prediction = unet(noisy, t, encoder_hidden_states=conditions).sample
-        velocity = scheduler.config.prediction_type == "v_prediction"
-        target = scheduler.get_velocity(latents, noise, t) if velocity else noise
+        kind = scheduler.config.prediction_type
+        target = {"epsilon": noise, "sample": latents}.get(kind)
+        if target is None:
+            target = scheduler.get_velocity(latents, noise, t)
         loss = torch.nn.functional.mse_loss(prediction, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -319,6 +399,54 @@ def train_unet(decoder: Any, modality: str, meanings: list[Meaning], phrasings: 
     unet.eval().requires_grad_(False)
     pipeline.text_encoder.eval().requires_grad_(False)
     return losses
+
+
+@torch.no_grad()
+def _decode_media(pipeline: Any, modality: str, latents: torch.Tensor) -> list[np.ndarray]:
+    """Scaled VAE latents (as ``_latents`` gives them) → media arrays as the judges read them (uint8 images and
+    videos ``[..., H, W, 3]``; audio through the vocoder)."""
+    vae = pipeline.vae
+    z = latents / vae.config.scaling_factor
+    layout = _spec(modality).layout
+    if layout == "video":
+        b, f = z.shape[0], z.shape[2]
+        z = z.permute(0, 2, 1, 3, 4).reshape(b * f, *z.shape[1:2], *z.shape[3:])
+    x = vae.decode(z).sample
+    if layout == "frames":
+        audio = pipeline.vocoder(x[:, 0])
+        return [a.numpy().astype(np.float32) for a in audio]
+    pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    if layout == "video":
+        return list(pixels.reshape(b, f, *pixels.shape[1:]))
+    return list(pixels)
+
+
+def vae_round_trip_accuracy(pipeline: Any, modality: str, judges: Any, *, count: int = 60,
+                            seed: int = 0) -> dict[str, float]:
+    """Judged accuracy of jittered renderings of every meaning after encode (posterior mean) → decode.
+
+    The ceiling of generation accuracy: a UNet that produced the exact latents could do no better.
+    Returns ``{attribute: accuracy, "all": accuracy}``."""
+    from .world import all_meanings
+
+    rng = np.random.default_rng(seed + 7)
+    every = all_meanings(modality)
+    meanings = [every[i % len(every)] for i in rng.permutation(max(count, len(every)))[:count]]
+    media = []
+    for start in range(0, count, 20):
+        pixels = _pixels(modality, meanings[start:start + 20], rng)
+        media += _decode_media(pipeline, modality, _latents(pipeline.vae, pixels, None))
+    rates = [SAMPLE_RATE] * len(media) if _spec(modality).layout == "frames" else None
+    return _judge(judges, modality, media, rates, meanings)
+
+
+def _judge(judges: Any, modality: str, media: list[np.ndarray], rates: list[int] | None,
+           meanings: list[Meaning]) -> dict[str, float]:
+    predicted = judges.predict(modality, media, rates)
+    names = list(attribute_space(modality))
+    accuracy = {n: float(np.mean([p[n] == m[n] for p, m in zip(predicted, meanings)])) for n in names}
+    accuracy["all"] = float(np.mean([all(p[n] == m[n] for n in names) for p, m in zip(predicted, meanings)]))
+    return accuracy
 
 
 def evaluate_decoder(decoder: Any, modality: str, judges: Any, *, count: int = 40, seed: int = 0,
@@ -360,8 +488,10 @@ def image_grid(media: list[Any], columns: int = 8) -> np.ndarray:
 def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, steps: int | None = None,
                       batch_size: int | None = None, vae_steps: int | None = None,
                       architecture: dict[str, Any] | None = None, judges: Any = None,
-                      eval_count: int = 40, train_text_encoder: bool = False,
-                      prediction_type: str = "epsilon") -> DecoderReport:
+                      eval_count: int = 40, train_text_encoder: bool | None = None,
+                      prediction_type: str | None = None, lr: float | None = None,
+                      vae_lr: float | None = None, timestep_power: float | None = None,
+                      defaults: dict[str, Any] | None = None, vae_from: str | Path | None = None) -> DecoderReport:
     """Train a toy decoder from scratch, save it to ``out_dir`` and (with ``judges``, or ``eval_count > 0``)
     score held-out generations.
 
@@ -389,6 +519,10 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
     from nextgpt.decoders import build_decoder
 
     spec = _spec(modality)
+    recipe = {**spec.recipe, **{k: v for k, v in {
+        "train_text_encoder": train_text_encoder, "prediction_type": prediction_type, "lr": lr, "vae_lr": vae_lr,
+        "timestep_power": timestep_power}.items() if v is not None}}
+    generation = {**spec.defaults, **(defaults or {})}
     steps = spec.steps if steps is None else steps
     vae_steps = spec.vae_steps if vae_steps is None else vae_steps
     batch_size = batch_size or spec.batch_size
@@ -397,12 +531,13 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     config = DecoderConfig(kind=spec.kind, architecture=architecture or _tiny_architecture(modality),
-                           condition_tokens=spec.condition_tokens, condition_dim=32, defaults=dict(spec.defaults))
+                           condition_tokens=spec.condition_tokens, condition_dim=32, defaults=dict(generation))
     decoder = build_decoder(modality, config, allow_random_init=True, seed=seed)
     pipeline = decoder.pipeline
     if spec.layout == "frames":
         set_harmonic_vocoder(pipeline.vocoder)
-    pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config, prediction_type=prediction_type)
+    pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config,
+                                                   prediction_type=recipe["prediction_type"])
     pipeline.text_encoder.requires_grad_(False)
     split = make_split()
     meanings, phrasings = split.meanings(modality, "train"), split.phrasings(modality, "train")
@@ -410,21 +545,26 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
     if longest > pipeline.tokenizer.model_max_length:
         raise ValueError(f"a {modality} caption has {longest} tokens, more than the tokenizer's "
                          f"{pipeline.tokenizer.model_max_length}")
-    report = DecoderReport(modality, config)
+    report = DecoderReport(modality, config, recipe=dict(recipe))
 
     started = time.perf_counter()
-    vae_losses = train_vae(pipeline.vae, modality, meanings, steps=vae_steps, batch_size=32, generator=generator,
-                           rng=rng)
-    with torch.no_grad():
-        sample = _latents(pipeline.vae, _pixels(modality, meanings[:64], rng), generator)
-    pipeline.vae.register_to_config(scaling_factor=float(1.0 / sample.std()))
+    if vae_from is not None:  # reuse a trained VAE (same architecture), e.g. to compare UNet recipes
+        from diffusers import AutoencoderKL
+
+        pipeline.vae = AutoencoderKL.from_pretrained(Path(vae_from) / "vae").requires_grad_(False).eval()
+        vae_losses = []
+    else:
+        vae_losses = train_vae(pipeline.vae, modality, meanings, steps=vae_steps, batch_size=32,
+                               generator=generator, rng=rng, lr=recipe["vae_lr"])
+        standardise_latents(pipeline.vae, _pixels(modality, meanings[:64], rng))
     report.seconds["vae"] = round(time.perf_counter() - started, 1)
     report.vae_loss = _tenths(vae_losses) if vae_losses else []
     logger.info("%s VAE: %d steps in %.0f s, MSE %s", modality, vae_steps, report.seconds["vae"], report.vae_loss)
 
     started = time.perf_counter()
     losses = train_unet(decoder, modality, meanings, phrasings, steps=steps, batch_size=batch_size,
-                        generator=generator, rng=rng, train_text_encoder=train_text_encoder)
+                        generator=generator, rng=rng, lr=recipe["lr"],
+                        train_text_encoder=recipe["train_text_encoder"], timestep_power=recipe["timestep_power"])
     report.seconds["unet"] = round(time.perf_counter() - started, 1)
     report.unet_loss = _tenths(losses) if losses else []
     logger.info("%s UNet: %d steps in %.0f s, loss %s", modality, steps, report.seconds["unet"], report.unet_loss)
@@ -432,7 +572,7 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
     out.mkdir(parents=True, exist_ok=True)
     pipeline.save_pretrained(out, safe_serialization=True)
     report.config = DecoderConfig(kind=spec.kind, path=str(out.resolve()), condition_tokens=spec.condition_tokens,
-                                  condition_dim=32, defaults=dict(spec.defaults))
+                                  condition_dim=32, defaults=dict(generation))
 
     if eval_count > 0:
         from .classifiers import AttributeClassifiers
@@ -443,6 +583,8 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
             judges = AttributeClassifiers.load(judges)
         started = time.perf_counter()
         loaded = build_decoder(modality, report.config)
+        report.vae_round_trip = vae_round_trip_accuracy(loaded.pipeline, modality, judges, seed=seed)
+        logger.info("%s VAE round trip: %s", modality, report.vae_round_trip)
         report.accuracy, media, _ = evaluate_decoder(loaded, modality, judges, count=eval_count, seed=seed)
         report.seconds["eval"] = round(time.perf_counter() - started, 1)
         from nextgpt.decoders import write_image
