@@ -36,7 +36,7 @@ def llm_run(tmp_path_factory):
 def test_encoder_loss_falls(encoder_run):
     _, report = encoder_run
     assert len(report.losses) == 30
-    # InfoNCE over 8 pairs starts near ln 8 ≈ 2.08 (measured: 2.42 → 1.52 over 30 steps); demand a factor 1.3
+    # InfoNCE over 8 pairs (≈ ln 8) plus the attribute cross-entropies (measured ≈ 8 at the start); demand a factor 1.3
     assert _mean(report.losses[-5:]) < _mean(report.losses[:3]) / 1.3
     assert set(report.retrieval_at_1) == {"image", "audio", "video"}
     assert all(0.0 <= v <= 1.0 for v in report.retrieval_at_1_held_out.values())

@@ -8,9 +8,18 @@ phrasing and word choice (``language.py``) and runs both through the encoder's o
 (``ImageBindEncoder.preprocess``: a 32×32 rendering is upscaled to 224×224 like any picture). Training uses the
 meanings and phrasings of the training split only (``split.py``), so held-out combinations stay unseen.
 
+Beside InfoNCE, one linear head per (modality, attribute) reads both the media and the caption embedding and is
+trained with cross-entropy on the true value (the heads are thrown away): the LLM downstream must read *every*
+attribute off the 64-d embedding through a linear projector, and InfoNCE alone let position/direction go. Two
+initialisation changes let the vision and audio towers see *where* things are: trunk linear layers at std
+fan_in^-1/2 (ImageBind's 0.02 leaves the blocks nearly linear, and a near-uniform CLS attention over
+``content + position`` codes averages position away) and position embeddings 6× louder.
+
 It writes ``encoder.safetensors`` (ImageBind parameter names) and ``encoder.json`` (the :class:`EncoderConfig`
 with a relative ``path``), so ``build_encoder(config, base_dir=out_dir)`` loads a frozen encoder, and reports
-retrieval@1 on fresh renderings: each rendering against the canonical captions of every meaning of its modality.
+(``encoder_report.json``) retrieval@1 on fresh renderings against the canonical captions of every meaning of their
+modality, and per attribute — on training and on held-out meanings — linear-probe and retrieval accuracy
+(:func:`evaluate_attributes`).
 """
 from __future__ import annotations
 
@@ -61,7 +70,7 @@ TOY_ARCHITECTURE: dict[str, Any] = {
     "imu_num_blocks": 1,
     "imu_num_heads": 2,
 }
-"""The default toy ImageBind: 64-d, one block per tower."""
+"""The default toy ImageBind: 64-d; two blocks in the vision and audio towers, one elsewhere."""
 
 TOY_OPTIONS: dict[str, Any] = {"audio_clips": 1, "video_clips": 1, "video_crops": 1,
                                "video_array_fps": float(VIDEO_FPS)}
