@@ -92,3 +92,23 @@ def test_cli_classifiers_then_eval_toyworld(tmp_path, capsys, monkeypatch):
     assert main(["eval", "toyworld", "--data", str(tmp_path / "nothing"), "--classifiers", str(tmp_path / "judges"),
                  "--preset", "tiny"]) == 2
     assert "nextgpt toyworld data" in capsys.readouterr().err
+
+
+def test_signal_retrieval_reads_prompts_with_input_media(tiny_pipe, tmp_path):
+    """Conversion-style generation prompts carry an input item: its tokens are encoded and projected once
+    (projecting them again, or passing them per item instead of per token, raised a shape error)."""
+    from nextgpt.decoders import write_image
+    from nextgpt.dialogs.schema import Dialogue
+    from nextgpt.eval.toyworld_eval import signal_retrieval
+
+    dialogues = []
+    for i, colour in enumerate(("red", "blue", "green")):
+        path = tmp_path / f"{colour}.png"
+        write_image(render(Meaning("image", ("circle", colour, "large", "left"))), path)
+        dialogues.append(Dialogue.from_dict({"id": str(i), "turns": [
+            {"role": "user", "text": "<image>\nMake a sound for this picture.",
+             "inputs": [{"modality": "image", "path": str(path)}]},
+            {"role": "assistant", "text": "<output:audio>",
+             "outputs": [{"modality": "audio", "caption": f"a {colour} sound"}]}]}))
+    value = signal_retrieval(tiny_pipe, dialogues, "audio")
+    assert 0.0 <= value <= 1.0

@@ -135,7 +135,7 @@ def signal_retrieval(pipe: Any, dialogues: list[Dialogue], modality: str) -> flo
                 if len(grouped) > 1:
                     raise ValueError("signal retrieval expects generation prompts without input media")
                 (media_modality, paths), = grouped.items()
-                tokens = model.project_media(media_modality, model.encode_media(media_modality, paths))
+                tokens = model.encode_media(media_modality, paths).flatten(0, 1)  # encoded, projected: [M·T, H]
             out = model(batch.input_ids.to(model.device), batch.attention_mask.to(model.device), tokens)
             hidden = out.hidden_states[-1]
             ids = batch.input_ids.to(model.device)[rows[:, None], positions]
