@@ -1,13 +1,16 @@
 """Train the toy world's frozen decoders from scratch on CPU: a tiny VAE, then a text-conditioned UNet.
 
-One loop serves every supported modality; what differs per modality is data in ``SPECS`` (the pipeline kind, its
-tiny architecture, the media layout and default generation options). Per decoder:
+One loop serves every supported modality; what differs per modality is data in ``SPECS`` (the pipeline kind, the
+media layout, default generation options, budget), ``TOY_VAE`` and ``TOY_UNET`` (config overrides on the tiny
+architectures) and ``RECIPE`` (training options). Per decoder:
 
-1. the VAE (the tiny 2-level ``AutoencoderKL``) learns to reconstruct jittered renderings (MSE + a small KL), and
-   its ``scaling_factor`` is set so latents have unit variance;
-2. the UNet learns the standard noise-prediction loss (ε, or v) on the VAE latents of jittered renderings,
-   conditioned on the pipeline's own text encoder output for a training caption of the rendering (the encoder
-   frozen at its random init, or trained jointly); 10 % of the captions are empty, for classifier-free guidance;
+1. the VAE learns to reconstruct jittered renderings from its posterior *means* (image and audio: one level, no
+   downsampling), then ``standardise_latents`` folds a per-channel affine map into it so latents have zero mean
+   and unit variance (``scaling_factor`` 1); ``vae_round_trip_accuracy`` judges encode → decode;
+2. the UNet learns x0-prediction (``prediction_type="sample"``; ε and v are options) on the VAE latents,
+   conditioned on the pipeline's own text encoder, trained jointly and frozen afterwards (image: the pooled
+   caption added to the time embedding, ``addition_embed_type="text"``; audio: AudioLDM's class embedding;
+   video: cross-attention); 10 % of the captions are empty, for classifier-free guidance;
 3. the pipeline is saved with ``save_pretrained`` (safetensors, a DDIM scheduler), and generations from held-out
    meanings and phrasings are scored by the attribute judges.
 
@@ -176,7 +179,7 @@ class DecoderReport:
     modality: str
     config: DecoderConfig
     vae_loss: list[float] = field(default_factory=list)  # reconstruction MSE, mean per tenth of training
-    unet_loss: list[float] = field(default_factory=list)  # ε-MSE, mean per tenth of training
+    unet_loss: list[float] = field(default_factory=list)  # denoising MSE, mean per tenth of training
     seconds: dict[str, float] = field(default_factory=dict)
     accuracy: dict[str, float] = field(default_factory=dict)  # per attribute, and "all"
     vae_round_trip: dict[str, float] = field(default_factory=dict)  # judged encode → decode of renderings
@@ -354,8 +357,9 @@ def _captions(meanings: list[Meaning], phrasings: list[int], rng: np.random.Gene
 def train_unet(decoder: Any, modality: str, meanings: list[Meaning], phrasings: list[int], *, steps: int,
                batch_size: int, generator: torch.Generator, rng: np.random.Generator, lr: float = 1e-3,
                train_text_encoder: bool = False, timestep_power: float = 1.0) -> list[float]:
-    """ε-prediction training of the UNet on latents of jittered renderings, conditioned as the pipeline
-    conditions it (cross-attention, or AudioLDM's class embedding); returns the per-step loss."""
+    """Denoising training of the UNet (the scheduler's ``prediction_type``: sample, epsilon or v_prediction) on
+    latents of jittered renderings, conditioned as the pipeline conditions it (cross-attention or the pooled
+    ``addition_embed_type="text"`` path, or AudioLDM's class embedding); returns the per-step loss."""
     pipeline = decoder.pipeline
     unet, vae, scheduler = pipeline.unet, pipeline.vae, pipeline.scheduler
     pooled = _spec(modality).kind == "audioldm"
@@ -504,9 +508,15 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
         judges: ``AttributeClassifiers`` or a folder they were saved to; ``None`` trains them (seconds) when
             ``eval_count > 0``.
         eval_count: held-out generations to score (0: no evaluation).
-        train_text_encoder: train the text encoder jointly with the UNet (measured: with the frozen random
-            encoder, a 500-step image UNet ignores its condition — same ε-loss for true, shuffled and empty captions).
-        prediction_type: ``epsilon`` or ``v_prediction`` (saved in the scheduler config, so generation follows).
+        train_text_encoder: train the text encoder jointly with the UNet (default: the ``RECIPE``'s, yes;
+            measured: with the frozen random encoder, a 500-step image UNet ignores its condition — same ε-loss
+            for true, shuffled and empty captions).
+        prediction_type: ``sample`` (x0), ``epsilon`` or ``v_prediction`` (saved in the scheduler config, so
+            generation follows); default the ``RECIPE``'s.
+        lr, vae_lr, timestep_power: UNet (+ text encoder) and VAE learning rates; training timesteps
+            ``t = T·u^power`` (default the ``RECIPE``'s).
+        defaults: generation defaults saved in the config (over the ``SPECS`` ones).
+        vae_from: a saved decoder folder whose trained VAE to reuse (skips VAE training).
 
     Returns:
         A :class:`DecoderReport`; ``report.config`` loads the saved pipeline with ``build_decoder``.
