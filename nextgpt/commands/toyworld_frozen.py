@@ -14,7 +14,7 @@ def _toyworld_train(parser: argparse.ArgumentParser) -> Callable[[argparse.Names
     parser.add_argument("--out", required=True, help="folder to write (encoder.safetensors + encoder.json, or "
                                                      "llm/ + tokenizer/)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="optimiser steps (default: encoder 250, llm 500 — a few minutes on one thread)")
+                        help="optimiser steps (default: encoder 250, llm 1000 — a few minutes on one thread)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: the models are small; more threads wait on a busy CPU)")
@@ -44,7 +44,7 @@ def _toyworld_train(parser: argparse.ArgumentParser) -> Callable[[argparse.Names
             return 0
         from nextgpt.toyworld.train_llm import train_toy_llm
 
-        report = train_toy_llm(args.out, seed=args.seed, steps=args.steps or 500)
+        report = train_toy_llm(args.out, seed=args.seed, **({"steps": args.steps} if args.steps else {}))
         print(f"perplexity {report.perplexity_eval:.3f} on held-out (eval split) dialogues, "
               f"{report.perplexity_train_fresh:.3f} on fresh training dialogues")
         print(f"loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}; vocab {report.vocab_size}; "

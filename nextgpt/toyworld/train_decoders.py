@@ -37,6 +37,7 @@ from nextgpt.config import DecoderConfig
 from .language import caption
 from .render import SAMPLE_RATE, VIDEO_FPS, VIDEO_FRAMES, render
 from .split import make_split
+from .vocoder import polyphase_vocoder_config, set_polyphase_vocoder
 from .world import Meaning, attribute_space
 
 logger = logging.getLogger(__name__)
@@ -79,38 +80,15 @@ def harmonic_frames(audio: np.ndarray) -> np.ndarray:
 
 
 def set_harmonic_vocoder(vocoder: torch.nn.Module) -> None:
-    """Set a ``SpeechT5HifiGan`` built from ``HARMONIC_VOCODER`` to the exact inverse of ``harmonic_frames``."""
-    n = 2 * HARMONICS
-    kernels = torch.from_numpy(_synthesis_kernels()).float()
-    with torch.no_grad():
-        for parameter in vocoder.parameters():
-            parameter.zero_()
-        eye = torch.eye(n) / FRAME_SCALE
-        vocoder.conv_pre.weight[:n, :, 3] = eye  # (x, -x): leaky_relu(x) - leaky_relu(-x) = (1 + slope)·x
-        vocoder.conv_pre.weight[n:, :, 3] = -eye
-        slope = vocoder.config.leaky_relu_slope
-        up = vocoder.upsampler[0].weight  # [2n, n, 2·HOP]: output channels 0, 1 carry (y, -y)
-        up[:n, 0], up[n:, 0] = kernels / (1 + slope), -kernels / (1 + slope)
-        up[:n, 1], up[n:, 1] = -kernels / (1 + slope), kernels / (1 + slope)
-        vocoder.conv_post.weight[0, 0, 3], vocoder.conv_post.weight[0, 1, 3] = 1 / 1.01, -1 / 1.01  # slope 0.01
-    vocoder.requires_grad_(False)
+    """Set a ``SpeechT5HifiGan`` built from ``HARMONIC_VOCODER`` to the exact inverse of ``harmonic_frames``
+    (polyphase overlap-add, see ``vocoder.py``)."""
+    set_polyphase_vocoder(vocoder, _synthesis_kernels(), HOP, FRAME_SCALE)
 
 
-HARMONIC_VOCODER = {
-    "class": "SpeechT5HifiGan",
-    "config": {
-        "model_in_dim": 2 * HARMONICS,
-        "sampling_rate": SAMPLE_RATE,
-        "upsample_initial_channel": 4 * HARMONICS,
-        "upsample_rates": [HOP],
-        "upsample_kernel_sizes": [2 * HOP],
-        "resblock_kernel_sizes": [1],  # zero weights: identity residual blocks
-        "resblock_dilation_sizes": [[1]],
-        "leaky_relu_slope": 0.1,
-        "normalize_before": False,
-    },
-}
-"""The fixed vocoder of the toy audio decoder (its weights come from ``set_harmonic_vocoder``)."""
+HARMONIC_VOCODER = polyphase_vocoder_config(HARMONICS, HOP, SAMPLE_RATE)
+"""The fixed vocoder of the toy audio decoder (0.2 M parameters; its weights come from ``set_harmonic_vocoder``).
+The first version did the same synthesis in one ``[144, 72, 1600]`` transposed convolution: 16.7 M parameters,
+65 MB of the audio decoder's 69 MB."""
 
 
 AUDIO_TOKENS = 48
