@@ -68,6 +68,11 @@ def test_evaluate_checkpoint_reports_every_field(tiny_pipe, untrained, tmp_path)
     for key in ("routing_text", "multiturn", "multiturn_turns", "bleu4", "cider_d"):
         assert report[key] is not None and report[key] >= 0.0, key
     assert report["counts"]["per_kind"]["multiturn"] >= 3
+    # per attribute: which links of the chain work, where the all-attributes accuracy cannot tell
+    assert {"captioning", "generation", "conversion"} <= set(report["per_attribute"])
+    assert set(report["per_attribute"]["captioning"]["image"]) == {"shape", "colour", "size", "position"}
+    assert all(0.0 <= v <= 1.0 for targets in report["per_attribute"].values() for names in targets.values()
+               for v in names.values())
     table = format_report(report)
     assert "retrieval_at_1" in table and "CIDEr-D" in table
 

@@ -45,8 +45,11 @@ def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
             print(f"shipped {args.model} → {folder} ({size / 2**20:.1f} MiB)")
             return 0
         if args.toyworld_action == "build":
+            import logging
+
             from nextgpt.toyworld.build import Recipe, ToyWorldBuild
 
+            logging.getLogger("nextgpt.training").setLevel(logging.INFO)  # the stages' losses, as `nextgpt train`
             recipe = Recipe.quick(args.seed) if args.quick else Recipe(seed=args.seed)
             if args.eval_limit is not None:
                 recipe.eval_limit = args.eval_limit

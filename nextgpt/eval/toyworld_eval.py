@@ -24,7 +24,7 @@ from nextgpt.toyworld.dialogues import Check
 from nextgpt.toyworld.language import TEMPLATES, caption, parse_caption
 from nextgpt.toyworld.world import MODALITIES, Meaning
 
-from .accuracy import TEXT, attributes_right, retrieval_at_1, routed_right
+from .accuracy import TEXT, retrieval_at_1, routed_right
 from .metrics import cider_d, corpus_bleu
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class TurnResult:
     correct: bool  # content right (on the free answer, or the forced one when the free one missed)
     text: str
     dialogue_index: int = -1
+    attributes: dict[str, bool] | None = None  # per checked attribute: right or not
 
 
 def load_eval_set(eval_dir: str | Path, limit: int | None = None) -> list[tuple[str, Dialogue, list[Check]]]:
@@ -72,14 +73,14 @@ def _spread(dialogues: list[Dialogue], limit: int) -> list[Dialogue]:
     return [dialogues[i] for i in np.linspace(0, len(dialogues) - 1, limit).round().astype(int)]
 
 
-def _judge(response: Any, check: Check, classifiers: Any) -> bool:
+def _judge(response: Any, check: Check, classifiers: Any) -> dict[str, bool]:
+    """Per checked attribute: whether the answer (text read by the parser, media by the judges) has it right."""
     if check.produce == TEXT:
-        return attributes_right(parse_caption(response.text, check.about), check.attributes)
-    made = response.media_of(check.produce)
-    if not made:
-        return False
-    predicted = classifiers.predict(check.produce, [made[0].data], [made[0].rate])[0]
-    return attributes_right(predicted, check.attributes)
+        predicted = parse_caption(response.text, check.about)
+    else:
+        made = response.media_of(check.produce)
+        predicted = classifiers.predict(check.produce, [made[0].data], [made[0].rate])[0] if made else {}
+    return {name: predicted.get(name) == value for name, value in check.attributes.items()}
 
 
 def _run_dialogue(pipe: Any, kind: str, dialogue: Dialogue, checks: list[Check], classifiers: Any,
@@ -103,7 +104,9 @@ def _run_dialogue(pipe: Any, kind: str, dialogue: Dialogue, checks: list[Check],
             outputs = {spec.name for spec in pipe.config.output_modalities}
             force = set() if check.produce == TEXT else {check.produce}
             response = conversation.say(turn.text, media=media, force=force, forbid=outputs - force)
-        results.append(TurnResult(kind, check, produced, _judge(response, check, classifiers), response.text))
+        attributes = _judge(response, check, classifiers)
+        results.append(TurnResult(kind, check, produced, all(attributes.values()), response.text,
+                                  attributes=attributes))
     return results
 
 
@@ -181,10 +184,19 @@ def summarize(results: list[TurnResult], retrieval: dict[str, float | None]) -> 
     for r in results:
         if r.kind == "multiturn":
             dialogues[r.dialogue_index].append(r.correct and routed_right(r.check.produce, r.produced))
+    by_attribute: dict[str, dict[str, dict[str, list[bool]]]] = {}
+    for r in results:
+        if r.kind == "multiturn" or not r.attributes:
+            continue
+        target = r.check.about if r.kind == "captioning" else r.check.produce
+        for name, ok in r.attributes.items():
+            by_attribute.setdefault(r.kind, {}).setdefault(target, {}).setdefault(name, []).append(ok)
     captions = [r for r in results if r.kind == "captioning"]
     candidates, references = [r.text for r in captions], [_references(r.check) for r in captions]
     return {
         "per_modality": per_modality,
+        "per_attribute": {kind: {m: {name: _mean(hits) for name, hits in names.items()}
+                                 for m, names in targets.items()} for kind, targets in by_attribute.items()},
         "routing_text": _mean([routed_right(TEXT, r.produced) for r in text_requests]),
         "multiturn": _mean([all(turns) for turns in dialogues.values()]),
         "multiturn_turns": _mean([ok for turns in dialogues.values() for ok in turns]),
@@ -241,6 +253,10 @@ def format_report(report: dict) -> str:
     lines.append(f"routing (text answers): {_cell(report['routing_text'])}")
     lines.append(f"multi-turn: {_cell(report['multiturn'])} of dialogues, {_cell(report['multiturn_turns'])} of turns")
     lines.append(f"captioning BLEU-4: {_cell(report['bleu4'])}   CIDEr-D: {_cell(report['cider_d'])}")
+    for kind, targets in report.get("per_attribute", {}).items():
+        cells = [f"{m} " + " ".join(f"{name} {_cell(value)}" for name, value in names.items())
+                 for m, names in targets.items()]
+        lines.append(f"{kind} per attribute: " + "; ".join(cells))
     return "\n".join(lines)
 
 

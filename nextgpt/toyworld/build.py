@@ -250,11 +250,21 @@ class ToyWorldBuild:
 
     # ---- steps ----------------------------------------------------------------------------------------------
     def data(self) -> None:
-        from .dataset import build_dataset
+        from .dataset import build_dataset, get_sizes
 
         folder = self.out / "world"
+
+        def same_world() -> bool:  # a world written elsewhere with this seed and size is the same files
+            manifest = folder / "manifest.json"
+            if not manifest.is_file():
+                return False
+            written = json.loads(manifest.read_text(encoding="utf-8"))
+            return written.get("seed") == self.recipe.seed and written.get("sizes") == asdict(
+                get_sizes(self.recipe.data_size))
+
         self._step("data", folder, lambda: {"files": build_dataset(folder, seed=self.recipe.seed,
-                                                                   sizes=self.recipe.data_size)["files"]})
+                                                                   sizes=self.recipe.data_size)["files"]},
+                   same_world)
 
     def judges(self) -> None:
         from .classifiers import AttributeClassifiers
@@ -392,7 +402,8 @@ class ToyWorldBuild:
                                         num_inference_steps=self.recipe.eval_inference_steps)
             report = evaluate_checkpoint(pipe, self.out / "world", AttributeClassifiers.load(self.judges_dir),
                                          limit=self.recipe.eval_limit, out_path=temp / REPORT_NAME, options=options)
-            report.pop("eval_dir", None)
+            report["eval_dir"] = "world"  # the build's data folder (not this machine's absolute path)
+            (temp / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
             shutil.copytree(self.judges_dir, temp / JUDGES_SUBDIR, ignore=shutil.ignore_patterns(DONE))
             (temp / "card.json").write_text(json.dumps(model_card(report), indent=2) + "\n", encoding="utf-8")
             build = {"recipe": asdict(self.recipe), "steps": [asdict(r) for r in self.records]}
