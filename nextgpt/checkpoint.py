@@ -94,14 +94,14 @@ def check_shapes(expected: dict[str, tuple[int, ...]], state: dict[str, torch.Te
         raise ValueError(f"{path} does not match {what}: {', '.join(problems)}" + (f". {hint}" if hint else ""))
 
 
-def write_weights(state: dict[str, torch.Tensor], path: str | Path) -> Path:
+def write_weights(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> Path:
     """Write a safetensors file atomically (temp file in the same folder, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(handle)
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, temp)
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, temp, metadata=metadata)
         os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes it owner-only; a plain file is what callers expect
         os.replace(temp, path)
     finally:

@@ -231,7 +231,7 @@ class NextGPT:
         tokens_by_item: list[torch.Tensor | None] = [None] * len(all_media)
         for modality in {m.modality for m in all_media}:
             indices = [i for i, m in enumerate(all_media) if m.modality == modality]
-            encoded = self.model.encode_media(modality, [all_media[i].source for i in indices])
+            encoded = self.model.encode_media(modality, [all_media[i].encoder_input for i in indices])
             for i, tokens in zip(indices, encoded):
                 tokens_by_item[i] = tokens
         timings["encode"] += time.perf_counter() - t

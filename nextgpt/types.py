@@ -24,6 +24,14 @@ class Media:
     source: Any
     rate: int | None = None
 
+    @property
+    def encoder_input(self) -> Any:
+        """What the encoders read: an in-memory array with its rate as a ``(array, rate)`` pair (audio: sample
+        rate, video: fps), anything else (a path, bytes, a PIL image, a pair already) as it is."""
+        if self.rate is not None and not isinstance(self.source, (str, bytes, tuple)) and hasattr(self.source, "shape"):
+            return (self.source, self.rate)
+        return self.source
+
 
 @dataclass
 class Message:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,11 +18,28 @@ def run(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProces
                           text=True, timeout=timeout)
 
 
-def test_demo_writes_png_wav_mp4_and_prints_their_paths(tmp_path):
+def _printed_media(stdout: str) -> dict[str, Path]:
+    """``modality: path`` lines of the demo (any indentation, anything after the path)."""
+    found = re.findall(r"^\s*(image|audio|video): (\S+\.(?:png|wav|mp4))", stdout, flags=re.MULTILINE)
+    return {modality: Path(path) for modality, path in found}
+
+
+def test_demo_on_the_shipped_model_converses_and_writes_png_wav_mp4(tmp_path):
     result = run("demo", "--output-dir", "out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    paths = {line.split(": ", 1)[0]: Path(line.split(": ", 1)[1]) for line in result.stdout.splitlines()
-             if line.split(": ", 1)[0] in ("image", "audio", "video")}
+    assert "shipped toy-world model" in result.stdout
+    assert result.stdout.count("user: ") == 4 and result.stdout.count("assistant: ") == 4, result.stdout
+    paths = _printed_media(result.stdout)
+    assert {p.suffix for p in paths.values()} == {".png", ".wav", ".mp4"}, result.stdout
+    for path in paths.values():
+        assert (tmp_path / path).is_file() and (tmp_path / path).stat().st_size > 0
+    assert "the judge reads" in result.stdout
+
+
+def test_demo_on_the_tiny_preset_writes_png_wav_mp4(tmp_path):
+    result = run("demo", "--preset", "tiny", "--output-dir", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    paths = _printed_media(result.stdout)
     assert {p.suffix for p in paths.values()} == {".png", ".wav", ".mp4"}
     for path in paths.values():
         assert (tmp_path / path).is_file() and (tmp_path / path).stat().st_size > 0

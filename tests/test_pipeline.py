@@ -213,3 +213,17 @@ def test_saved_checkpoint_files_are_readable_by_others(tiny_pipe, tmp_path):
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755
     for name in ("model.safetensors", "config.json"):
         assert stat.S_IMODE((folder / name).stat().st_mode) == 0o644, name
+
+
+def test_in_memory_audio_and_video_with_their_rate_are_inputs(tiny_pipe):
+    """``Media(modality, array, rate)`` — as documented, and as ``MediaOutput.as_input()`` builds for an output that
+    was not saved — reaches the encoder as an ``(array, rate)`` pair (the array alone was refused)."""
+    from nextgpt.types import MediaOutput
+
+    options = GenerationOptions(max_new_tokens=3, output_dir=None, forbid={"image", "audio", "video"})
+    wave = (0.3 * np.sin(np.linspace(0, 440 * 2 * np.pi, 16000))).astype(np.float32)
+    frames = np.zeros((8, 32, 32, 3), dtype=np.uint8)
+    for media in (Media("audio", wave, 16000), Media("video", frames, 8),
+                  MediaOutput("audio", wave, rate=16000).as_input()):
+        response = tiny_pipe.chat([Message.user("what is this?", media=[media])], options)
+        assert response.finish_reason in ("stop", "length")

@@ -3,6 +3,7 @@ fp16 storage, evaluation — so the recipe cannot silently rot. Learns nothing u
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -14,7 +15,11 @@ from nextgpt.toyworld.build import Recipe, ToyWorldBuild, toy_config
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("toyworld")
     lines: list[str] = []
-    folder = ToyWorldBuild(out, Recipe.quick(), log=lines.append).run()
+    old = os.umask(0o022)  # the usual umask: files written by the build must then be readable by others
+    try:
+        folder = ToyWorldBuild(out, Recipe.quick(), log=lines.append).run()
+    finally:
+        os.umask(old)
     return out, folder, lines
 
 
@@ -43,6 +48,8 @@ def test_the_checkpoint_is_stored_in_float16_and_loads_in_float32(built):
     with safe_open(str(folder / "encoder.safetensors"), framework="pt") as handle:
         key = next(iter(handle.keys()))
         assert str(handle.get_tensor(key).dtype) == "torch.float16"
+    unreadable = [f for f in folder.rglob("*") if f.is_file() and not f.stat().st_mode & 0o004]
+    assert not unreadable, unreadable  # rewritten in float16 atomically, still readable by other users
     pipe = NextGPT.from_pretrained(folder)
     assert {p.dtype for p in pipe.model.parameters()} == {__import__("torch").float32}
     assert pipe.config.lora is not None  # stage 3's adapters travel with the model

@@ -12,7 +12,7 @@ build resumes, and parts trained elsewhere with the same code can be dropped in)
 | decoder-X | ``parts/decoders/X/`` | diffusers pipeline per output modality (``train_toy_decoder``) |
 | base | ``base/`` | the parts wired by :func:`toy_config` (random projectors), a ``save_pretrained`` folder |
 | stage1–3 | ``stage{1,2,3}/final/`` | NExT-GPT's stages: :class:`nextgpt.training.Trainer` + ``RECIPE_DIR`` configs |
-| model | ``model/`` | the stage-3 folder + ``eval_toyworld.json`` (``evaluate_checkpoint`` on the held-out split) + ``build.json`` |
+| model | ``model/`` | stage 3's folder in float16 + ``eval_toyworld.json`` (held-out split) + card + ``build.json`` |
 
 :class:`Recipe` holds every budget; ``Recipe.quick()`` is the seconds-long version the tests run.
 """
@@ -88,7 +88,8 @@ class Recipe:
         stage = ["max_steps=3", "data.batch_size=4", "log_every=1"]
         return cls(seed=seed, data_size="small", encoder_steps=3, llm_steps=3, decoder_steps=dict(few),
                    decoder_vae_steps=dict(few), decoder_eval_count=0,
-                   judge_options={"train_size": 64, "epochs": 1, "test_size": 16}, stage_overrides={1: stage, 2: stage, 3: stage},
+                   judge_options={"train_size": 64, "epochs": 1, "test_size": 16},
+                   stage_overrides={1: stage, 2: stage, 3: stage},
                    eval_limit=2, eval_inference_steps=2)
 
 
@@ -142,7 +143,8 @@ def store_weights_as(folder: Path, dtype: Any) -> int:
     components load them back in their runtime dtype. Returns the bytes saved."""
     import torch
     from safetensors import safe_open
-    from safetensors.torch import save_file
+
+    from nextgpt.checkpoint import write_weights
 
     saved = 0
     for path in sorted(folder.rglob("*.safetensors")):
@@ -151,7 +153,7 @@ def store_weights_as(folder: Path, dtype: Any) -> int:
             state = {key: handle.get_tensor(key) for key in handle.keys()}
         before = path.stat().st_size
         state = {k: v.to(dtype) if v.dtype == torch.float32 else v for k, v in state.items()}
-        save_file(state, str(path), metadata=metadata)
+        write_weights(state, path, metadata=metadata)
         saved += before - path.stat().st_size
     return saved
 
