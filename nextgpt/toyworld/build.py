@@ -167,6 +167,16 @@ def headline(report: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     return {metric: {m: row.get(metric) for m, row in rows.items()} for metric in HEADLINE}
 
 
+def _reliable(report: dict[str, Any], floor: float = 0.9) -> str:
+    """A sentence naming the attributes the model reads from media at ``floor`` or better (held out)."""
+    captioning = report.get("per_attribute", {}).get("captioning", {})
+    good = [f"{m} {name}" for m, names in captioning.items() for name, value in names.items()
+            if value is not None and value >= floor]
+    if not good:
+        return ""
+    return f"Read reliably from media (≥ {floor:.0%} held out): " + ", ".join(good) + "; see eval_toyworld.json."
+
+
 def model_card(report: dict[str, Any]) -> dict[str, Any]:
     """``card.json`` of the toy-world model: what the app shows (description with the measured accuracies,
     example requests in the world's language)."""
@@ -187,7 +197,7 @@ def model_card(report: dict[str, Any]) -> dict[str, Any]:
         "square, triangle, cross), colours, sizes, positions; tones (low/middle/high; sine/square/sawtooth; steady/"
         "beeping); videos of a shape moving left/right/up/down. On held-out combinations: captioning "
         f"{mean('captioning')}, generation {mean('generation')}, routing {mean('routing')}, conversion "
-        f"{mean('conversion')} (means over modalities; eval_toyworld.json has the rest).")
+        f"{mean('conversion')} (all attributes right; means over modalities). " + _reliable(report))
     examples = [{"text": turn.prompt} for turn in demo_turns() if turn.attach is None and turn.expected]
     examples.append({"text": INSTRUCTIONS["generate"][1].format(
         noun=NOUN["audio"], caption=caption(Meaning("audio", ("high", "square", "beeping"))))})
