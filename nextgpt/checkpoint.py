@@ -110,6 +110,15 @@ def write_weights(state: dict[str, torch.Tensor], path: str | Path, metadata: di
     return path
 
 
+def make_readable(folder: Path) -> None:
+    """Give every file and folder under ``folder`` the modes a plain write would (``0o666``/``0o777`` minus the
+    umask): safetensors writes its files owner-only (0600), through transformers' and diffusers' save_pretrained
+    too, and a checkpoint that other users or a package installation read must not be."""
+    mask = _umask()
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -184,6 +193,7 @@ def save_pretrained(pipe: "NextGPT", folder: str | Path) -> Path:
                 spec.decoder.path = target.as_posix()
         write_weights(trainable_state(model), temp / WEIGHTS_NAME)
         config.save(temp)
+        make_readable(temp)
         if folder.exists():
             backup = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(backup, ignore_errors=True)

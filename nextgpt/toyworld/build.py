@@ -397,6 +397,7 @@ class ToyWorldBuild:
         def work() -> dict[str, Any]:
             import torch
 
+            from nextgpt.checkpoint import make_readable
             from nextgpt.eval.toyworld_eval import REPORT_NAME, evaluate_checkpoint
             from nextgpt.options import GenerationOptions
             from nextgpt.pipeline import NextGPT
@@ -417,6 +418,7 @@ class ToyWorldBuild:
             report["eval_dir"] = "world"  # the build's data folder (not this machine's absolute path)
             (temp / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
             shutil.copytree(self.judges_dir, temp / JUDGES_SUBDIR, ignore=shutil.ignore_patterns(DONE))
+            make_readable(temp)
             (temp / "card.json").write_text(json.dumps(model_card(report), indent=2) + "\n", encoding="utf-8")
             build = {"recipe": asdict(self.recipe), "steps": [asdict(r) for r in self.records]}
             (temp / "build.json").write_text(json.dumps(build, indent=2, default=str) + "\n", encoding="utf-8")

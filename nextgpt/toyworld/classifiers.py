@@ -183,12 +183,12 @@ class AttributeClassifiers:
         return Meaning.of(modality, self.predict(modality, [item], [rate])[0])
 
     def save(self, out_dir: str | Path) -> Path:
-        from safetensors.torch import save_file
+        from nextgpt.checkpoint import write_weights
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         for modality, model in self.models.items():
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / f"{modality}.safetensors")
+            write_weights({k: v.contiguous() for k, v in model.state_dict().items()}, out / f"{modality}.safetensors")
         config = {"modalities": {m: {"attributes": {k: list(v) for k, v in attribute_space(m).items()},
                                      **self.reports.get(m, {})} for m in self.models}}
         (out / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
