@@ -264,4 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m nextgpt.cli`: this file runs as __main__, but the command modules register with the imported
+    # `nextgpt.cli`; run that one, or only the commands defined in this file would exist.
+    from nextgpt.cli import main as _main
+
+    sys.exit(_main())

@@ -57,6 +57,8 @@ def test_generate_json_with_an_input_image(tmp_path, media_files):
     (("info", "--preset", "nextgpt-13b"), "unknown preset 'nextgpt-13b'; available: ['nextgpt-7b', 'tiny']"),
     (("generate", "hi", "--image", "/no/such.png", "--max-new-tokens", "2"), "/no/such.png"),
     (("generate", "hi", "--force", "smell"), "cannot generate"),
+    # the shipped toy model's context (1024 tokens) cannot hold the agent's tool list: say what to use instead
+    (("agent", "Make a picture of a red circle.", "--workdir", "ws"), "--planner langchain"),
 ])
 def test_bad_input_gets_one_clear_line_not_a_traceback(tmp_path, args, needle):
     result = run(*args, cwd=tmp_path)

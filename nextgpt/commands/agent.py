@@ -65,9 +65,16 @@ def _agent(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], in
         limits = AgentLimits(**{k: v for k, v in given.items() if v is not None})
         agent = NextGPTAgent(load_pipeline(args), args.workdir, planner=load_planner(args), limits=limits)
         stopped = False
-        for step in agent.iter_steps(args.request, args.attach):
-            print(json.dumps(step.to_dict(), ensure_ascii=False) if args.json else format_step(step), flush=True)
-            stopped = stopped or step.kind == "stopped"
+        try:
+            for step in agent.iter_steps(args.request, args.attach):
+                print(json.dumps(step.to_dict(), ensure_ascii=False) if args.json else format_step(step), flush=True)
+                stopped = stopped or step.kind == "stopped"
+        except ValueError as error:
+            if "context" not in str(error) or args.planner != "nextgpt":
+                raise
+            raise ValueError(f"{error}. The agent's instructions and tool list alone take most of that: plan with "
+                             "a model that has a longer context (--model), or another planner (--planner "
+                             "langchain --planner-model PROVIDER:MODEL)") from None
         return 3 if stopped else 0
 
     return run
