@@ -123,7 +123,7 @@ def _demo(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int
             judges = AttributeClassifiers.load(shipped_judges()) if shipped_judges() else None
             print(f"model: the shipped toy-world model ({shipped_model()}); its world: docs/toyworld.md")
             started = time.perf_counter()
-            run_demo(pipe, output_dir=args.output_dir, seed=args.seed, judges=judges)
+            run_demo(pipe, output_dir=args.output_dir, seed=args.seed, judges=judges, log=print)
             print(f"time: {time.perf_counter() - started:.2f} s; media in {args.output_dir}/")
             return 0
         name = args.preset or "tiny"

@@ -54,7 +54,7 @@ def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
             if args.eval_limit is not None:
                 recipe.eval_limit = args.eval_limit
             recipe.threads = args.threads
-            folder = ToyWorldBuild(args.out, recipe, judges=args.judges).run()
+            folder = ToyWorldBuild(args.out, recipe, judges=args.judges, log=print).run()
             print(f"model: {folder} (chat with it: nextgpt chat --model {folder}; report: {folder}/eval_toyworld.json)")
             return 0
         if args.toyworld_action == "data":

@@ -229,11 +229,11 @@ class ToyWorldBuild:
     """Runs the recipe into ``out`` (see the module docstring); ``run()`` returns the final model folder."""
 
     def __init__(self, out: str | Path, recipe: Recipe | None = None, *, judges: str | Path | None = None,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] | None = None) -> None:
         self.out = Path(out)
         self.recipe = recipe or Recipe()
         self.judges_dir = Path(judges) if judges else self.out / "judges"
-        self.log = log
+        self.log = log or logger.info  # the CLI passes print
         self.records: list[StepRecord] = []
 
     # ---- bookkeeping ----------------------------------------------------------------------------------------

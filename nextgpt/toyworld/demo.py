@@ -6,6 +6,7 @@ read back by the attribute judges when they are given, so the demo prints what i
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -47,8 +48,10 @@ def demo_turns() -> list[DemoTurn]:
 
 
 def run_demo(pipe: Any, *, output_dir: str | Path, seed: int = 0, judges: Any = None,
-             log: Callable[[str], None] = print) -> list[Any]:
-    """Run the demo conversation on ``pipe``; returns the responses. Media are written under ``output_dir``."""
+             log: Callable[[str], None] | None = None) -> list[Any]:
+    """Run the demo conversation on ``pipe``; returns the responses. Media are written under ``output_dir``; each
+    line of the conversation goes to ``log`` (default: this module's logger; the CLI passes ``print``)."""
+    log = log or logging.getLogger(__name__).info
     from nextgpt.options import GenerationOptions
 
     conversation = pipe.conversation(options=GenerationOptions(seed=seed, max_new_tokens=64, output_dir=output_dir))

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from nextgpt.checkpoint import write_weights
 from nextgpt.config import EncoderConfig
+from nextgpt.encoders.imagebind import TINY_ARCHITECTURE
 
 from .language import caption
 from .render import SAMPLE_RATE, VIDEO_FPS, render
@@ -49,26 +50,11 @@ __all__ = ["TOY_ARCHITECTURE", "TOY_OPTIONS", "EncoderReport", "evaluate_attribu
            "toy_encoder_config", "train_toy_encoder"]
 
 TOY_ARCHITECTURE: dict[str, Any] = {
-    "out_embed_dim": 64,
-    "vision_embed_dim": 64,
-    "vision_num_blocks": 2,
-    "vision_num_heads": 4,
-    "audio_embed_dim": 64,
-    "audio_num_blocks": 2,
-    "audio_num_heads": 4,
-    "text_embed_dim": 64,
+    **TINY_ARCHITECTURE,  # 64-d, two blocks in the vision and audio towers
     "text_num_blocks": 1,
-    "text_num_heads": 4,
     # towers never called, kept tiny so the module layout stays ImageBindModel's
-    "depth_embed_dim": 16,
-    "depth_num_blocks": 1,
-    "depth_num_heads": 2,
-    "thermal_embed_dim": 16,
-    "thermal_num_blocks": 1,
-    "thermal_num_heads": 2,
-    "imu_embed_dim": 16,
-    "imu_num_blocks": 1,
-    "imu_num_heads": 2,
+    **{f"{tower}_{key}": value for tower in ("depth", "thermal", "imu")
+       for key, value in (("embed_dim", 16), ("num_blocks", 1), ("num_heads", 2))},
 }
 """The default toy ImageBind: 64-d; two blocks in the vision and audio towers, one elsewhere."""
 
