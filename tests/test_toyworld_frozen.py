@@ -77,6 +77,20 @@ def test_encoder_loads_frozen_through_build_encoder(encoder_run):
     assert torch.allclose(embedding.norm(dim=-1), torch.ones(1), atol=1e-5)
 
 
+@pytest.mark.slow
+def test_encoder_learns_where_the_shape_is(tmp_path):
+    """Image position is a pure *where* attribute: the tower sees it only through its position codes. With the
+    patch stem at the full learning rate, Adam grew the patch contents past those codes and the position read off
+    the embedding fell from 0.86 (random init) to 0.2 (chance) while training on position; at the stem's
+    reduced rate it reaches 1.0 within 100 steps (measured: held-out 1.0)."""
+    from nextgpt.toyworld.train_encoder import train_toy_encoder
+
+    report = train_toy_encoder(tmp_path, seed=0, steps=100, modalities=("image",), eval_per_modality=0,
+                               probe_renderings=160)
+    assert report.probe_accuracy["image"]["held_out"]["position"] >= 0.9
+    assert report.probe_accuracy["image"]["train"]["colour"] >= 0.9
+
+
 def test_encoder_is_deterministic_by_seed(tmp_path):
     from nextgpt.toyworld.train_encoder import train_toy_encoder
 

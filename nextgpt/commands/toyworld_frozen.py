@@ -14,7 +14,7 @@ def _toyworld_train(parser: argparse.ArgumentParser) -> Callable[[argparse.Names
     parser.add_argument("--out", required=True, help="folder to write (encoder.safetensors + encoder.json, or "
                                                      "llm/ + tokenizer/)")
     parser.add_argument("--steps", type=int, default=None,
-                        help="optimiser steps (default: encoder 250, llm 1000 — a few minutes on one thread)")
+                        help="optimiser steps (default: encoder 600, llm 1000 — about 10 and 6 minutes on one thread)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: the models are small; more threads wait on a busy CPU)")
@@ -28,7 +28,7 @@ def _toyworld_train(parser: argparse.ArgumentParser) -> Callable[[argparse.Names
         if args.part == "encoder":
             from nextgpt.toyworld.train_encoder import train_toy_encoder
 
-            report = train_toy_encoder(args.out, seed=args.seed, steps=args.steps or 250)
+            report = train_toy_encoder(args.out, seed=args.seed, steps=args.steps or 600)
             for modality, value in report.retrieval_at_1.items():
                 print(f"{modality}: retrieval@1 {value:.3f} over all meanings, "
                       f"{report.retrieval_at_1_held_out[modality]:.3f} on held-out meanings; "

@@ -10,8 +10,10 @@ meanings and phrasings of the training split only (``split.py``), so held-out co
 
 Beside InfoNCE, one linear head per (modality, attribute) reads both the media and the caption embedding and is
 trained with cross-entropy on the true value (the heads are thrown away): the LLM downstream must read *every*
-attribute off the 64-d embedding through a linear projector, and InfoNCE alone let position/direction go. Two
-initialisation changes let the vision and audio towers see *where* things are: trunk linear layers at std
+attribute off the 64-d embedding through a linear projector, and InfoNCE alone let position/direction go. The
+patch stems learn 20× slower than the rest (``stem_lr_scale``: at the full rate the contents of the patch tokens
+outgrow their position codes and the tower stops seeing where things are). Two initialisation changes let the
+vision and audio towers see *where* things are: trunk linear layers at std
 fan_in^-1/2 (ImageBind's 0.02 leaves the blocks nearly linear, and a near-uniform CLS attention over
 ``content + position`` codes averages position away) and position embeddings 6× louder.
 
@@ -280,12 +282,12 @@ def _mean(values) -> float:
     return sum(values) / len(values)
 
 
-def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 250, batch_size: int = 32,
+def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 600, batch_size: int = 32,
                       architecture: dict[str, Any] | None = None, lr: float = 2e-3,
                       modalities: tuple[str, ...] = MODALITIES, eval_per_modality: int = 100,
                       hard_negatives: float = 0.0, attribute_weight: float = 1.0,
                       logit_scale: float = LOGIT_SCALE, reinit_trunks: bool = True, position_scale: float = 6.0,
-                      probe_renderings: int = 320) -> EncoderReport:
+                      probe_renderings: int = 320, stem_lr_scale: float = 0.05) -> EncoderReport:
     """Train a toy ImageBind from scratch and save it frozen under ``out_dir``.
 
     Args:
@@ -307,6 +309,10 @@ def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 250, b
             cannot tell where the object is).
         position_scale: factor on the initial (learnable) position embeddings of the vision and audio towers
             (ImageBind's are ~7× quieter than a 64-d patch token here).
+        stem_lr_scale: factor on the learning rate of the patch stems (the vision tower's ``Conv3d`` starts at std
+            0.017; Adam moves every weight by about ``lr`` per step whatever its scale, so at the full rate the
+            patch contents outgrow the position codes within tens of steps and the tower goes blind to *where*:
+            image position and video direction stayed at chance even when trained on them alone).
         probe_renderings: fresh renderings per modality to fit the per-attribute linear probes on (half as many
             per split to test them and the per-attribute retrieval; :func:`evaluate_attributes`); 0: skip.
 
@@ -333,13 +339,16 @@ def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 250, b
     encoder.requires_grad_(True)
     encoder.train()
     parameters = [p for p in encoder.parameters() if p.requires_grad]
+    stems = [p for name, p in encoder.named_parameters() if p.requires_grad and ".rgbt_stem." in name]
+    others = [p for p in parameters if all(p is not stem for stem in stems)]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         heads = torch.nn.ModuleDict({
             f"{modality}_{attribute}": torch.nn.Linear(config.embed_dim, len(values))
             for modality in modalities for attribute, values in attribute_space(modality).items()})
     head_scale = math.sqrt(config.embed_dim)  # unit-norm embeddings → unit-variance head inputs
-    optimiser = torch.optim.AdamW(parameters + list(heads.parameters()), lr=lr, weight_decay=0.01)
+    optimiser = torch.optim.AdamW([{"params": others + list(heads.parameters())},
+                                   {"params": stems, "lr": lr * stem_lr_scale}], lr=lr, weight_decay=0.01)
     warmup = max(1, steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
@@ -397,7 +406,7 @@ def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 250, b
                            {"train_seconds": train_seconds, "batch_size": batch_size, "lr": lr, "seed": seed,
                             "hard_negatives": hard_negatives, "attribute_weight": attribute_weight,
                             "logit_scale": logit_scale, "reinit_trunks": reinit_trunks,
-                            "position_scale": position_scale,
+                            "position_scale": position_scale, "stem_lr_scale": stem_lr_scale,
                             "file_bytes": Path(weights).stat().st_size, "loss_first": losses[0],
                             "loss_last": losses[-1]},
                            probe, retrieval)
