@@ -3,6 +3,8 @@ the whole recipe (parts, three stages, evaluation) into a checkpoint folder."""
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Callable
 
 from nextgpt.cli import command
@@ -31,6 +33,9 @@ def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
     build.add_argument("--eval-limit", type=int, default=None,
                        help="eval dialogues per file (default: the whole held-out split)")
     build.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    build.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                       help="processes that train the encoder, LLM and decoders side by side, each with --threads "
+                       "(default: 2, or 1 on a 1-core machine)")
 
     ship = actions.add_parser("ship", help="copy a built OUT/model into the package as its default model "
                               "(developers: this is what nextgpt/assets/toyworld holds)")
@@ -54,6 +59,10 @@ def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
             if args.eval_limit is not None:
                 recipe.eval_limit = args.eval_limit
             recipe.threads = args.threads
+            if args.jobs < 1:
+                print(f"error: --jobs must be at least 1, got {args.jobs}", file=sys.stderr)
+                return 2
+            recipe.jobs = args.jobs
             folder = ToyWorldBuild(args.out, recipe, judges=args.judges, log=print).run()
             print(f"model: {folder} (chat with it: nextgpt chat --model {folder}; report: {folder}/eval_toyworld.json)")
             return 0

@@ -80,6 +80,7 @@ class Recipe:
     feature_cache: bool = True  # encode each stage's media and caption targets once (nextgpt data cache)
     storage_dtype: str = "float16"  # weights of the final folder as stored (loaded back in float32); evaluated so
     threads: int = 1
+    jobs: int = 1  # processes that train the parts (encoder, LLM, decoders) side by side; each uses ``threads``
 
     @classmethod
     def quick(cls, seed: int = 0) -> "Recipe":
@@ -91,6 +92,15 @@ class Recipe:
                    judge_options={"train_size": 64, "epochs": 1, "test_size": 16},
                    stage_overrides={1: stage, 2: stage, 3: stage},
                    eval_limit=2, eval_inference_steps=2)
+
+
+def _run_part(out: str, recipe: Recipe, judges: str, name: str) -> None:
+    """One part step in a worker process of ``ToyWorldBuild._parts_in_parallel``."""
+    import torch
+
+    torch.set_num_threads(recipe.threads)
+    logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s")
+    ToyWorldBuild(out, recipe, judges=judges).part(name)
 
 
 def toy_config(parts: Path, *, signal_tokens: int = 4, seed: int = 0) -> NextGPTConfig:
@@ -314,10 +324,12 @@ class ToyWorldBuild:
 
         self._step("llm", folder, work, lambda: (folder / "llm" / "config.json").is_file())
 
-    def decoders(self) -> None:
+    def decoders(self, modalities: tuple[str, ...] = OUTPUT_MODALITIES) -> None:
+        """The decoder steps of ``modalities`` (default all; one each lets separate processes train them side by
+        side into the same build)."""
         from .train_decoders import train_toy_decoder
 
-        for modality in OUTPUT_MODALITIES:
+        for modality in modalities:
             folder = self.parts / "decoders" / modality
             eval_count = self.recipe.decoder_eval_count
 
@@ -429,6 +441,44 @@ class ToyWorldBuild:
         self._step("model", folder, work, None)
         return folder
 
+    PART_STEPS = ("decoder-video", "encoder", "decoder-image", "llm", "decoder-audio")
+    """The independent part steps, longest first (how ``jobs`` processes share them)."""
+
+    def part(self, name: str) -> None:
+        """Run one of :attr:`PART_STEPS` by name."""
+        if name.startswith("decoder-"):
+            self.decoders((name.split("-", 1)[1],))
+        elif name in ("encoder", "llm"):
+            getattr(self, name)()
+        else:
+            raise ValueError(f"unknown part step {name!r}; part steps: {list(self.PART_STEPS)}")
+
+    def _parts_in_parallel(self) -> set[str]:
+        """Train the unfinished parts in ``recipe.jobs`` processes; returns the steps they ran (the sequential pass
+        that follows then finds them complete, and records them as run by this build, not reused)."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        before = {name: self._part_done(name) for name in self.PART_STEPS}
+        todo = [name for name, done in before.items() if not done]
+        if self.recipe.jobs <= 1 or len(todo) <= 1:
+            return set()
+        self.log(f"[parts] training {', '.join(todo)} in {self.recipe.jobs} processes")
+        context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
+        with ProcessPoolExecutor(max_workers=self.recipe.jobs, mp_context=context) as pool:
+            futures = [pool.submit(_run_part, str(self.out), self.recipe, str(self.judges_dir), name)
+                       for name in todo]
+            for future in futures:
+                future.result()  # re-raises a worker's error here
+        return set(todo)
+
+    def _part_done(self, name: str) -> bool:
+        folder = {"encoder": self.parts / "encoder", "llm": self.parts / "llm"}.get(name)
+        if folder is None:
+            folder = self.parts / "decoders" / name.split("-", 1)[1]
+        marker = {"encoder": "encoder.json", "llm": "llm/config.json"}.get(name, "decoder.json")
+        return (folder / DONE).is_file() or (folder / marker).is_file()
+
     def run(self) -> Path:
         import torch
 
@@ -436,9 +486,12 @@ class ToyWorldBuild:
         started = time.perf_counter()
         self.data()
         self.judges()
-        self.encoder()
-        self.llm()
-        self.decoders()
+        ran = self._parts_in_parallel()
+        for name in self.PART_STEPS if ran else ("encoder", "llm", "decoder-image", "decoder-video",
+                                                  "decoder-audio"):
+            self.part(name)
+            if name in ran:  # trained just now by a worker process
+                self.records[-1].reused = False
         self.base()
         for number in (1, 2, 3):
             self.stage(number)
