@@ -138,14 +138,14 @@ class DecoderSpec:
 SPECS: dict[str, DecoderSpec] = {
     "image": DecoderSpec("stable-diffusion", "image", CONDITION_TOKENS,
                          {"num_inference_steps": 20, "guidance_scale": 3.0, "height": 32, "width": 32},
-                         steps=400, vae_steps=120, batch_size=16),
+                         steps=1000, vae_steps=120, batch_size=16),
     "audio": DecoderSpec("audioldm", "frames", 1,
                          {"num_inference_steps": 20, "guidance_scale": 3.0, "audio_length_in_s": 1.0},
                          steps=300, vae_steps=100, batch_size=16),
     "video": DecoderSpec("text-to-video", "video", CONDITION_TOKENS,
                          {"num_inference_steps": 20, "guidance_scale": 3.0, "height": 32, "width": 32,
                           "num_frames": VIDEO_FRAMES, "fps": VIDEO_FPS},
-                         steps=150, vae_steps=80, batch_size=4),
+                         steps=600, vae_steps=600, batch_size=4),
 }
 """Modalities → pipeline kind, input layout, prompt length, generation defaults and the default budget."""
 
