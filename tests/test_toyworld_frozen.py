@@ -20,7 +20,7 @@ def encoder_run(tmp_path_factory):
     from nextgpt.toyworld.train_encoder import train_toy_encoder
 
     out = tmp_path_factory.mktemp("encoder")
-    return out, train_toy_encoder(out, seed=0, steps=30, batch_size=8, lr=1e-3, eval_per_modality=5,
+    return out, train_toy_encoder(out, seed=0, steps=40, batch_size=8, eval_per_modality=5,
                                   probe_renderings=16)
 
 
@@ -35,8 +35,9 @@ def llm_run(tmp_path_factory):
 
 def test_encoder_loss_falls(encoder_run):
     _, report = encoder_run
-    assert len(report.losses) == 30
-    # InfoNCE over 8 pairs (≈ ln 8) plus the attribute cross-entropies (measured ≈ 8 at the start); demand a factor 1.3
+    assert len(report.losses) == 40
+    # InfoNCE over 8 pairs (≈ ln 8) plus the attribute cross-entropies (≈ 6.9 at the start); measured factor 1.58 over 40
+    # steps, demand 1.3
     assert _mean(report.losses[-5:]) < _mean(report.losses[:3]) / 1.3
     assert set(report.retrieval_at_1) == {"image", "audio", "video"}
     assert all(0.0 <= v <= 1.0 for v in report.retrieval_at_1_held_out.values())
