@@ -99,8 +99,8 @@ def _run_part(out: str, recipe: Recipe, judges: str, name: str) -> None:
     import torch
 
     torch.set_num_threads(recipe.threads)
-    logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s")
-    ToyWorldBuild(out, recipe, judges=judges).part(name)
+    logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s")  # the parts' progress, tagged
+    ToyWorldBuild(out, recipe, judges=judges, log=print).part(name)  # its own lines are tagged already
 
 
 def toy_config(parts: Path, *, signal_tokens: int = 4, seed: int = 0) -> NextGPTConfig:
