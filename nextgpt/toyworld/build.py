@@ -99,7 +99,7 @@ def _run_part(out: str, recipe: Recipe, judges: str, name: str) -> None:
     import torch
 
     torch.set_num_threads(recipe.threads)
-    logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s")  # the parts' progress, tagged
+    logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", force=True)  # tag by the current part
     ToyWorldBuild(out, recipe, judges=judges, log=print).part(name)  # its own lines are tagged already
 
 
