@@ -100,8 +100,22 @@ def _run_part(out: str, recipe: Recipe, judges: str, name: str) -> None:
     import torch
 
     torch.set_num_threads(recipe.threads)
-    logging.basicConfig(level=logging.INFO, format=f"[{name}] %(message)s", force=True)  # tag by the current part
-    ToyWorldBuild(out, recipe, judges=judges, log=print).part(name)  # its own lines are tagged already
+    handler = logging.StreamHandler()
+    handler.setFormatter(_PartFormatter(name))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    ToyWorldBuild(out, recipe, judges=judges).part(name)
+
+
+class _PartFormatter(logging.Formatter):
+    """Tags a worker's log lines with the part it trains (the build's own step lines carry their tag already)."""
+
+    def __init__(self, part: str) -> None:
+        super().__init__("%(message)s")
+        self.part = part
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        return line if line.startswith("[") else f"[{self.part}] {line}"
 
 
 def toy_config(parts: Path, *, signal_tokens: int = 4, seed: int = 0) -> NextGPTConfig:
