@@ -116,3 +116,52 @@ def test_evaluation_scores_with_the_judges(image_run):
 def test_unsupported_modality_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no toy decoder recipe for 'text'"):
         train_toy_decoder("text", tmp_path)
+
+
+def test_schedule_reaches_zero_signal(image_run):
+    """The recipe's scheduler ends at pure noise (no trace of the shape left at t = T) and generation starts there."""
+    _, report = image_run
+    scheduler = build_decoder("image", report.config).pipeline.scheduler
+    assert scheduler.config.rescale_betas_zero_snr and scheduler.config.timestep_spacing == "trailing"
+    assert float(scheduler.alphas_cumprod[-1]) == 0.0
+    scheduler.set_timesteps(20)
+    assert int(scheduler.timesteps[0]) == scheduler.config.num_train_timesteps - 1
+
+
+def _position_spread(report) -> float:
+    """How far apart the conditions of five captions that differ only in position are (mean squared deviation)."""
+    decoder = build_decoder("image", report.config)
+    places = ["on the left", "on the right", "at the top", "at the bottom", "in the centre"]
+    conditions = decoder.encode_text([f"a large red circle {place}" for place in places])
+    return float(((conditions - conditions.mean(0)) ** 2).mean())
+
+
+def test_attribute_heads_make_position_words_heard(tmp_path):
+    short = {**TINY, "steps": 30, "vae_steps": 2}
+    without = train_toy_decoder("image", tmp_path / "a", attribute_weight=0.0, **short)
+    with_heads = train_toy_decoder("image", tmp_path / "b", **short)  # the recipe's weight
+    assert with_heads.recipe["attribute_weight"] > 0
+    assert _position_spread(with_heads) > 3 * _position_spread(without)
+
+
+def test_attribute_loss_skips_empty_captions():
+    import torch
+
+    from nextgpt.toyworld.train_decoders import _attribute_heads, _attribute_loss
+
+    class Stub:  # what _attribute_heads asks of a decoder: conditions of a given width
+        def _encode_prompts(self, captions):
+            return torch.zeros(len(captions), 3, 16)
+
+        def prepare_conditions(self, conditions):
+            return conditions
+
+    assert len(_attribute_heads("image", Stub(), 0.0)) == 0
+    heads = _attribute_heads("image", Stub(), 1.0)
+    assert set(heads) == set(attribute_space("image"))
+    batch = [Meaning.of("image", {"shape": "circle", "colour": "red", "size": "small", "position": "left"})] * 2
+    conditions = torch.randn(2, 3, 16)
+    assert _attribute_loss(heads, conditions, batch, ["", ""]) is None
+    one = _attribute_loss(heads, conditions, batch, ["a small red circle on the left", ""])
+    only = _attribute_loss(heads, conditions[:1], batch[:1], ["a small red circle on the left"])
+    assert torch.isfinite(one) and torch.allclose(one, only)  # the empty caption adds nothing

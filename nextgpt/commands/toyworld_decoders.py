@@ -28,6 +28,11 @@ def _toyworld_train_decoder(parser: argparse.ArgumentParser) -> Callable[[argpar
     parser.add_argument("--vae-lr", type=float, default=None, help="VAE peak learning rate")
     parser.add_argument("--timestep-power", type=float, default=None,
                         help="training timesteps t = T·u^power (< 1: more high-noise steps; default the recipe's)")
+    parser.add_argument("--zero-terminal-snr", action=argparse.BooleanOptionalAction, default=None,
+                        help="rescale the noise schedule to zero signal at the last step, DDIM 'trailing' spacing "
+                             "(default: the recipe's, on)")
+    parser.add_argument("--attribute-weight", type=float, default=None,
+                        help="weight of the attribute heads on the text conditioning (0: none; default the recipe's)")
     parser.add_argument("--guidance-scale", type=float, default=None, help="saved generation default")
     parser.add_argument("--inference-steps", type=int, default=None, help="saved generation default (DDIM steps)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -45,7 +50,9 @@ def _toyworld_train_decoder(parser: argparse.ArgumentParser) -> Callable[[argpar
                                        vae_steps=args.vae_steps, batch_size=args.batch_size, judges=args.judges,
                                        eval_count=args.eval_count, train_text_encoder=args.train_text_encoder,
                                        prediction_type=args.prediction_type, lr=args.lr, vae_lr=args.vae_lr,
-                                       timestep_power=args.timestep_power, defaults=defaults)
+                                       timestep_power=args.timestep_power,
+                                       zero_terminal_snr=args.zero_terminal_snr,
+                                       attribute_weight=args.attribute_weight, defaults=defaults)
         except ValueError as error:
             print(f"error: {error}")
             return 2
