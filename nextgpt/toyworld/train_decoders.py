@@ -513,7 +513,9 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
                       eval_count: int = 40, train_text_encoder: bool | None = None,
                       prediction_type: str | None = None, lr: float | None = None,
                       vae_lr: float | None = None, timestep_power: float | None = None,
-                      zero_terminal_snr: bool | None = None, attribute_weight: float | None = None, defaults: dict[str, Any] | None = None, vae_from: str | Path | None = None) -> DecoderReport:
+                      zero_terminal_snr: bool | None = None, attribute_weight: float | None = None,
+                      defaults: dict[str, Any] | None = None,
+                      vae_from: str | Path | None = None) -> DecoderReport:
     """Train a toy decoder from scratch, save it to ``out_dir`` and (with ``judges``, or ``eval_count > 0``)
     score held-out generations.
 
@@ -533,6 +535,10 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
             generation follows); default the ``RECIPE``'s.
         lr, vae_lr, timestep_power: UNet (+ text encoder) and VAE learning rates; training timesteps
             ``t = T·u^power`` (default the ``RECIPE``'s).
+        zero_terminal_snr: a DDIM scheduler whose schedule ends at zero signal (``rescale_betas_zero_snr``,
+            ``trailing`` spacing), saved with the pipeline (default the ``RECIPE``'s, on).
+        attribute_weight: weight of the attribute heads' cross-entropy on the mean condition token, trained with
+            the text encoder (0: none; default the ``RECIPE``'s, 1).
         defaults: generation defaults saved in the config (over the ``SPECS`` ones).
         vae_from: a saved decoder folder whose trained VAE to reuse (skips VAE training).
 
