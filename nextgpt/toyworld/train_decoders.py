@@ -398,7 +398,7 @@ def _attribute_heads(modality: str, decoder: Any, weight: float) -> torch.nn.Mod
 
     Trained with the text encoder and thrown away: they make every attribute word move the conditioning as much as
     a colour word does. Measured without them (image, 1000 steps): a colour word moved the UNet's pooled condition
-    ~400× more than a position word, ~15× more than a shape word — and the UNet followed colour and size only."""
+    ~370× more than a position word, ~15× more than a shape word — and the UNet followed colour and size only."""
     if weight <= 0:
         return torch.nn.ModuleDict()
     with torch.no_grad():
@@ -538,7 +538,7 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
         zero_terminal_snr: a DDIM scheduler whose schedule ends at zero signal (``rescale_betas_zero_snr``,
             ``trailing`` spacing), saved with the pipeline (default the ``RECIPE``'s, on).
         attribute_weight: weight of the attribute heads' cross-entropy on the mean condition token, trained with
-            the text encoder (0: none; default the ``RECIPE``'s, 1).
+            the text encoder (0: none; unused when the text encoder is frozen; default the ``RECIPE``'s, 1).
         defaults: generation defaults saved in the config (over the ``SPECS`` ones).
         vae_from: a saved decoder folder whose trained VAE to reuse (skips VAE training).
 
