@@ -128,3 +128,30 @@ def test_stream_splitter_holds_back_tool_calls():
     assert streamed == "Sure, drawing"  # trimmed like the parsed text
     other = _CallSplitter()
     assert "".join(other.feed(p) for p in [" a <", "b> c "]) == "a <b> c"
+
+
+def test_the_planner_reads_the_prompt_written_by_specs(tiny_pipe, tmp_path):
+    """Training data that teaches tool calls (the toy world's) is written from apps/agent/specs.py; the system turn
+    the agent really sends must be exactly that text, or a trained planner reads something it never saw."""
+    from nextgpt.apps.agent.chat_model import NextGPTChatModel
+    from nextgpt.apps.agent.specs import SYSTEM_PROMPT, media_tool_specs
+    from nextgpt.apps.agent.tools import build_tools
+    from nextgpt.apps.agent.workspace import Workspace
+
+    tools = build_tools(tiny_pipe, Workspace(tmp_path))
+    bound = NextGPTChatModel(pipeline=tiny_pipe).bind_tools(tools)
+    conversation, _, _ = bound.bound._prepare([SystemMessage(SYSTEM_PROMPT), HumanMessage("hi")], None,
+                                              dict(bound.kwargs))
+    inputs = [s.name for s in tiny_pipe.config.input_modalities]
+    outputs = [s.name for s in tiny_pipe.config.output_modalities]
+    assert conversation[0].text == SYSTEM_PROMPT + "\n\n" + render_tool_specs(media_tool_specs(inputs, outputs))
+
+
+def test_specs_import_without_langchain():
+    import subprocess
+    import sys
+
+    code = ("import sys; import nextgpt.apps.agent.specs, nextgpt.toyworld.dataset; "
+            "print(sorted(m for m in sys.modules if m.startswith(('langchain', 'langgraph'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -62,6 +62,10 @@ def test_import_copies_user_files_into_inputs(workspace, tmp_path):
     assert file.path.parent == workspace.root / "inputs" and file.path.read_bytes() == b"RIFF"
     assert file.relative.startswith("inputs/") and file.mime_type == "audio/wav" and file.modality == "audio"
     assert workspace.resolve(file.relative) == file.path
+    assert file.relative == "inputs/song.wav"  # the user's own name: short, for the planner to copy
+    source.write_bytes(b"RIFF2")  # the same name again never overwrites the first copy
+    assert [workspace.import_file(source).relative for _ in range(2)] == ["inputs/song-2.wav", "inputs/song-3.wav"]
+    assert file.path.read_bytes() == b"RIFF" and (workspace.root / "inputs" / "song-3.wav").read_bytes() == b"RIFF2"
     with pytest.raises(FileNotFoundError, match="not a file"):
         workspace.import_file(tmp_path / "missing.png")
 

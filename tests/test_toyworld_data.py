@@ -6,11 +6,14 @@ import json
 
 import pytest
 
+from nextgpt.apps.agent.specs import SYSTEM_PROMPT, attachment_note, media_tool_specs
+from nextgpt.apps.agent.workspace import mime_type
 from nextgpt.dialogs.loaders import load_dialogues
-from nextgpt.dialogs.tool_calls import parse_tool_calls
+from nextgpt.dialogs.tool_calls import parse_tool_calls, render_tool_specs
 from nextgpt.dialogs.validate import validate
 from nextgpt.toyworld.dataset import EVAL_FILES, DatasetSizes, build_dataset
 from nextgpt.toyworld.language import parse_meaning
+from nextgpt.toyworld.prompts import MODEL_MODALITIES
 from nextgpt.toyworld.split import make_split
 from nextgpt.toyworld.world import Meaning, linked_attributes
 
@@ -80,7 +83,12 @@ def test_eval_checks_point_at_assistant_turns_and_match_the_answers(world):
             turn = dialogue.turns[check["turn"]]
             assert turn.role == "assistant"
             produced = [o.modality for o in turn.outputs]
-            assert produced == ([] if check["produce"] == "text" else [check["produce"]])
+            assert produced == ([] if check["produce"] in ("text", "tool_call") else [check["produce"]])
+            if check["produce"] == "tool_call":  # the answer is the call the check describes
+                call = parse_tool_calls(turn.text).calls[0]
+                assert call.name == check["attributes"]["tool"]
+                assert {k: v for k, v in call.arguments.items() if k != "description"} == {
+                    k: v for k, v in check["attributes"].items() if k in ("path", "to")}
         if row["kind"] == "multiturn":
             switches += len({c["produce"] for c in row["checks"]}) > 1
     assert switches > 0  # multi-turn dialogues switch modalities
@@ -94,6 +102,12 @@ def test_tool_dialogues_use_the_agent_format(world):
         calls = parse_tool_calls(dialogue.turns[2].text)
         assert len(calls.calls) == 1 and not calls.errors
         assert calls.calls[0].name == dialogue.turns[3].tool_name
+        # exactly what `nextgpt agent` sends the toy model (tests/test_agent_format.py pins the agent to specs.py)
+        assert dialogue.turns[0].text == SYSTEM_PROMPT + "\n\n" + render_tool_specs(
+            media_tool_specs(MODEL_MODALITIES, MODEL_MODALITIES))
+        path = calls.calls[0].arguments.get("path")
+        if path is not None:  # a file the user attached, named as the agent names attachments
+            assert dialogue.turns[1].text.endswith(attachment_note([(path, mime_type(path))]))
 
 
 def test_cli_toyworld_data(tmp_path, capsys, monkeypatch):

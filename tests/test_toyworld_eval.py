@@ -73,8 +73,54 @@ def test_evaluate_checkpoint_reports_every_field(tiny_pipe, untrained, tmp_path)
     assert set(report["per_attribute"]["captioning"]["image"]) == {"shape", "colour", "size", "position"}
     assert all(0.0 <= v <= 1.0 for targets in report["per_attribute"].values() for names in targets.values()
                for v in names.values())
+    assert report["counts"]["per_kind"]["tools"] == 3  # one planned call per modality, judged field by field
+    assert 0.0 <= report["tool_calls"] <= 1.0
     table = format_report(report)
-    assert "retrieval_at_1" in table and "CIDEr-D" in table
+    assert "retrieval_at_1" in table and "CIDEr-D" in table and "tool calls" in table
+
+
+def _call(name, **arguments):
+    from nextgpt.dialogs.tool_calls import render_tool_call
+
+    return "Sure. " + render_tool_call(name, arguments)
+
+
+@pytest.mark.parametrize("text, right", [
+    (_call("generate_image", description="a small red circle on the left"), True),
+    (_call("generate_image", description="a small red circle on the right"), False),  # one attribute wrong
+    (_call("generate_video", description="a small red circle on the left"), False),  # wrong tool
+    ("I made a picture of a small red circle on the left.", False),  # no call at all
+    ('<tool_call>{"name": "generate_image", "arguments": {"description": 3}}</tool_call>', False),
+])
+def test_planned_generate_calls_are_judged_on_the_description(text, right):
+    from nextgpt.eval.toyworld_eval import _judge_tool_call
+    from nextgpt.toyworld.dialogues import TOOL_CALL, Check
+
+    attributes = {"shape": "circle", "colour": "red", "size": "small", "position": "left"}
+    judged = _judge_tool_call(text, Check(2, TOOL_CALL, "image", {"tool": "generate_image", **attributes}))
+    assert all(judged.values()) is right and set(judged) == {"tool", *attributes}
+
+
+def test_planned_file_calls_must_name_the_file_and_target():
+    from nextgpt.eval.toyworld_eval import _judge_tool_call
+    from nextgpt.toyworld.dialogues import TOOL_CALL, Check
+
+    check = Check(2, TOOL_CALL, "image", {"tool": "convert_media", "path": "inputs/a-picture-1.png", "to": "audio"})
+    assert _judge_tool_call(_call("convert_media", path="inputs/a-picture-1.png", to="audio"), check) == {
+        "tool": True, "path": True, "to": True}
+    assert _judge_tool_call(_call("convert_media", path="inputs/a-picture-2.png", to="audio"), check) == {
+        "tool": True, "path": False, "to": True}
+
+
+def test_a_world_without_the_tool_eval_file_is_still_evaluated(tmp_path, caplog):
+    from nextgpt.eval.toyworld_eval import load_eval_set
+
+    build_dataset(tmp_path, seed=0, sizes=DatasetSizes(pairs=1, instructions=1, dialogues=1, tools=1, eval=1))
+    assert {kind for kind, _, _ in load_eval_set(tmp_path)} >= {"tools", "captioning"}
+    (tmp_path / "eval_tools.jsonl").unlink()  # a world written before tool calls were evaluated
+    kinds = {kind for kind, _, _ in load_eval_set(tmp_path)}
+    assert "tools" not in kinds and "captioning" in kinds
+    assert "eval_tools.jsonl" in caplog.text
 
 
 def test_cli_classifiers_then_eval_toyworld(tmp_path, capsys, monkeypatch):

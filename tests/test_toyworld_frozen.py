@@ -30,7 +30,7 @@ def llm_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("llm")
     return out, train_toy_llm(out, seed=0, steps=40, batch_size=8, block=64, train_dialogues=200,
-                              eval_dialogues=20)
+                              eval_dialogues=20, tool_dialogues=30)
 
 
 def test_encoder_loss_falls(encoder_run):
@@ -160,3 +160,24 @@ def test_dialogue_text_is_vicuna_v0_with_captioned_placeholders():
     assert all(t.startswith("### Human: ") and "### Assistant: " in t for t in texts)
     assert not any(f"<{m}>" in t for t in texts for m in ("image", "audio", "video"))  # placeholders captioned
     assert np.mean(["<output:" in t for t in texts]) > 0.2
+
+
+def test_tool_dialogues_are_rendered_in_the_agent_format_and_trained_whole(llm_run):
+    from nextgpt.apps.agent.specs import SYSTEM_PROMPT
+    from nextgpt.llm import load_tokenizer
+    from nextgpt.toyworld.train_llm import TOOL_BLOCK, _rows, dialogue_texts
+
+    texts = dialogue_texts("train", 12, seed=0, tools=True)
+    assert len(texts) == 12 and all(t.startswith(SYSTEM_PROMPT) for t in texts)
+    assert all("### Assistant: <tool_call>" in t and '<tool_result name="' in t for t in texts)
+    out, report = llm_run
+    assert report.extra["tool_dialogues"] == 30 and report.extra["tool_rows"] == 1
+    assert report.extra["tool_tokens_max"] <= TOOL_BLOCK  # the agent's prompt fits a row with the toy BPE
+    tokenizer = load_tokenizer(LLMConfig(path="llm", tokenizer="tokenizer"), base_dir=out)
+    ids, labels = _rows(tokenizer, texts[:2], TOOL_BLOCK)
+    assert ids.shape == labels.shape == (2, TOOL_BLOCK)
+    labelled = tokenizer.decode(ids[0][labels[0] != -100])
+    assert "<tool_call>" in labelled and "describe_image(" not in labelled  # the answers, not the tool list
+    assert (labels[0][ids[0] == tokenizer.pad_token_id] == -100).all()
+    with pytest.raises(ValueError, match="does not fit a row of 64"):
+        _rows(tokenizer, texts[:1], 64)

@@ -19,6 +19,7 @@ from nextgpt.options import GenerationOptions
 from nextgpt.types import Media, Message, Response
 
 from .limits import AgentLimits
+from .specs import convert_prompt
 from .workspace import MediaFile, Workspace, WorkspaceError
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class MediaOperations:
 
     def convert(self, path: str, to: str, instruction: str, seed: int | None, steps: int | None) -> tuple[str, dict]:
         source = self._input_file(path)
-        prompt = instruction.strip() or f"Make {to} that matches this {source.modality}."
+        prompt = instruction.strip() or convert_prompt(to, source.modality)
         return self._make(to, prompt, source, seed, steps)
 
     def regenerate(self, path: str, seed: int | None, steps: int | None) -> tuple[str, dict]:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from .limits import AgentLimits
 
 MAX_SEED = 2**31 - 1
+DESCRIBE_QUESTION = "Describe it in one sentence."  # the describe tools' default question
 PATH_FIELD = Field(..., min_length=1, max_length=255,
                    description="file path relative to the working folder, e.g. inputs/cat.png or outputs/image-0.png")
 
@@ -37,7 +38,7 @@ def build_schemas(limits: AgentLimits, output_modalities: list[str]) -> ToolSche
     describe = create_model(
         "DescribeArgs", __base__=_Args,
         path=(str, PATH_FIELD),
-        question=(str, Field("Describe it in one sentence.", min_length=1, max_length=limits.max_question_chars,
+        question=(str, Field(DESCRIBE_QUESTION, min_length=1, max_length=limits.max_question_chars,
                              description="what to ask about the file")),
     )
     generate = create_model(

@@ -16,6 +16,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 from .limits import AgentLimits
 from .operations import MediaOperations
 from .schemas import build_schemas
+from .specs import REGENERATE_DESCRIPTION, convert_description, describe_description, generate_description
 from .workspace import Workspace
 
 # Words that must never appear in the name of a default tool (checked by tests; item 18).
@@ -31,22 +32,13 @@ def build_tools(pipe: Any, workspace: Workspace, limits: AgentLimits | None = No
     limits = limits or AgentLimits()
     ops = MediaOperations(pipe, workspace, limits)
     schemas = build_schemas(limits, ops.outputs)
-    tools = [
-        _tool(f"describe_{modality}", _bind(ops.describe, modality), schemas.describe,
-              f"Answer a question about the {modality} in a file of the working folder (e.g. describe it).")
-        for modality in ops.inputs
-    ]
-    tools += [
-        _tool(f"generate_{modality}", _bind(ops.generate, modality), schemas.generate,
-              f"Generate a new {modality} from a text description; returns the path of the {modality} file.")
-        for modality in ops.outputs
-    ]
+    tools = [_tool(f"describe_{modality}", _bind(ops.describe, modality), schemas.describe,
+                   describe_description(modality)) for modality in ops.inputs]
+    tools += [_tool(f"generate_{modality}", _bind(ops.generate, modality), schemas.generate,
+                    generate_description(modality)) for modality in ops.outputs]
     if ops.outputs:
-        tools.append(_tool("convert_media", ops.convert, schemas.convert,
-                           f"Make an output ({'/'.join(ops.outputs)}) that matches an input file (e.g. music for a "
-                           "picture); the model sees the file itself."))
-        tools.append(_tool("regenerate_media", ops.regenerate, schemas.regenerate,
-                           "Repeat an earlier generation with another seed and/or number of steps."))
+        tools.append(_tool("convert_media", ops.convert, schemas.convert, convert_description(ops.outputs)))
+        tools.append(_tool("regenerate_media", ops.regenerate, schemas.regenerate, REGENERATE_DESCRIPTION))
     return tools
 
 

@@ -10,7 +10,6 @@ import logging
 import mimetypes
 import re
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -104,7 +103,9 @@ class Workspace:
         return MediaFile(path, self.relative(path), mime_type(path), modality, seed)
 
     def import_file(self, source: str | Path) -> MediaFile:
-        """Copy a user-supplied file (trusted: from the CLI or the app, never from the model) into ``inputs/``.
+        """Copy a user-supplied file (trusted: from the CLI or the app, never from the model) into ``inputs/``
+        under its own name (``cat.png``), or ``cat-2.png``, ``cat-3.png``, ... when that name is taken: a short
+        name the planner can copy into its calls, and no file is ever overwritten.
 
         Raises:
             FileNotFoundError: the file does not exist.
@@ -112,10 +113,25 @@ class Workspace:
         source = Path(source).expanduser()
         if not source.is_file():
             raise FileNotFoundError(f"attachment {str(source)!r} is not a file")
-        target = self.root / self.INPUTS / f"{uuid.uuid4().hex[:8]}-{source.name}"
-        shutil.copyfile(source, target)
+        target = self._claim(self.root / self.INPUTS, source.name)
+        with open(source, "rb") as reader, open(target, "wb") as writer:
+            shutil.copyfileobj(reader, writer)
         logger.debug("imported %s as %s", source, target)
         return self.describe_file(target, modality=mime_type(target).split("/")[0])
+
+    @staticmethod
+    def _claim(folder: Path, name: str) -> Path:
+        """Create ``folder/name`` (or the first free ``stem-N.suffix``) empty and exclusively, and return it."""
+        folder.mkdir(parents=True, exist_ok=True)
+        stem, suffix = Path(name).stem, Path(name).suffix
+        for number in range(1, 10_000):
+            target = folder / (name if number == 1 else f"{stem}-{number}{suffix}")
+            try:
+                with open(target, "xb"):
+                    return target
+            except FileExistsError:
+                continue
+        raise WorkspaceError(f"{folder} already holds 9999 files named like {name!r}; use another working folder")
 
     def listing(self, limit: int = 20) -> list[str]:
         """Relative paths of files in the workspace (at most ``limit``), to help the model pick a valid one."""

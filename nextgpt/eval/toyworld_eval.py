@@ -19,8 +19,9 @@ from tqdm import tqdm
 
 from nextgpt.dialogs.loaders import load_dialogues
 from nextgpt.dialogs.schema import Dialogue
+from nextgpt.dialogs.tool_calls import parse_tool_calls
 from nextgpt.toyworld.dataset import EVAL_FILES
-from nextgpt.toyworld.dialogues import Check
+from nextgpt.toyworld.dialogues import TOOL_CALL, Check
 from nextgpt.toyworld.language import TEMPLATES, caption, parse_caption
 from nextgpt.toyworld.world import MODALITIES, Meaning
 
@@ -30,6 +31,7 @@ from .metrics import cider_d, corpus_bleu
 logger = logging.getLogger(__name__)
 
 REPORT_NAME = "eval_toyworld.json"
+OPTIONAL_EVAL_FILES = ("tools",)  # eval files a world written by an older version may lack
 
 
 @dataclass
@@ -60,7 +62,12 @@ def load_eval_set(eval_dir: str | Path, limit: int | None = None) -> list[tuple[
         targets[row["id"]] = (row["kind"], [Check.from_dict(c) for c in row["checks"]])
     items = []
     for name in EVAL_FILES:
-        dialogues = load_dialogues([folder / f"eval_{name}.jsonl"], format="dialogue")
+        path = folder / f"eval_{name}.jsonl"
+        if name in OPTIONAL_EVAL_FILES and not path.is_file():
+            logger.warning("%s has no %s (a world built before it was added): %s not evaluated; rebuild the "
+                           "world with `nextgpt toyworld data` to include it", folder, path.name, name)
+            continue
+        dialogues = load_dialogues([path], format="dialogue")
         chosen = dialogues if limit is None else _spread(dialogues, limit)
         items += [(targets[d.id][0], d, targets[d.id][1]) for d in chosen]
     return items
@@ -73,8 +80,29 @@ def _spread(dialogues: list[Dialogue], limit: int) -> list[Dialogue]:
     return [dialogues[i] for i in np.linspace(0, len(dialogues) - 1, limit).round().astype(int)]
 
 
+def _judge_tool_call(text: str, check: Check) -> dict[str, bool]:
+    """Per checked field of a planned tool call: the tool's name, then each argument the check names (a generate
+    call's description is read with the caption parser). Only the first call of the answer counts."""
+    calls = parse_tool_calls(text).calls
+    call = calls[0] if calls else None
+    expected = dict(check.attributes)
+    tool = expected.pop("tool")
+    judged = {"tool": call is not None and call.name == tool}
+    arguments = call.arguments if call is not None else {}
+    if tool.startswith("generate_"):
+        description = arguments.get("description")
+        read = parse_caption(description, check.about) if isinstance(description, str) else {}
+        judged.update({name: read.get(name) == value for name, value in expected.items()})
+    else:
+        judged.update({name: arguments.get(name) == value for name, value in expected.items()})
+    return judged
+
+
 def _judge(response: Any, check: Check, classifiers: Any) -> dict[str, bool]:
-    """Per checked attribute: whether the answer (text read by the parser, media by the judges) has it right."""
+    """Per checked attribute: whether the answer (text read by the parser, media by the judges, a tool call by
+    ``_judge_tool_call``) has it right."""
+    if check.produce == TOOL_CALL:
+        return _judge_tool_call(response.text, check)
     if check.produce == TEXT:
         predicted = parse_caption(response.text, check.about)
     else:
@@ -88,7 +116,8 @@ def _run_dialogue(pipe: Any, kind: str, dialogue: Dialogue, checks: list[Check],
     from nextgpt.types import Media
 
     by_turn = {c.turn: c for c in checks}
-    conversation = pipe.conversation(options=options)
+    system = "\n".join(turn.text for turn in dialogue.turns if turn.role == "system") or None
+    conversation = pipe.conversation(system=system, options=options)
     results = []
     for index, turn in enumerate(dialogue.turns):
         if turn.role != "user":
@@ -99,6 +128,11 @@ def _run_dialogue(pipe: Any, kind: str, dialogue: Dialogue, checks: list[Check],
         if check is None:
             continue
         produced = [m.modality for m in response.media]
+        if check.produce == TOOL_CALL:  # judged as planned: a call is text, routing does not apply
+            attributes = _judge(response, check, classifiers)
+            results.append(TurnResult(kind, check, produced, all(attributes.values()), response.text,
+                                      attributes=attributes))
+            break  # the rest of the dialogue (the tool's result) is what the agent would run
         if not routed_right(check.produce, produced):
             conversation.undo()
             outputs = {spec.name for spec in pipe.config.output_modalities}
@@ -164,7 +198,8 @@ def _mean(flags: list[bool]) -> float | None:
 
 def summarize(results: list[TurnResult], retrieval: dict[str, float | None]) -> dict:
     """The report: per modality captioning / generation / routing / conversion accuracy and retrieval@1;
-    multi-turn accuracy (dialogues with every turn right) and BLEU-4 / CIDEr-D of the captioning answers.
+    multi-turn accuracy (dialogues with every turn right), BLEU-4 / CIDEr-D of the captioning answers, and tool
+    calls (with the agent's prompt, the first call names the right tool with the right arguments).
     A value is None where the eval set had no item for it."""
     per_modality: dict[str, dict] = {}
     for modality in MODALITIES:
@@ -188,10 +223,11 @@ def summarize(results: list[TurnResult], retrieval: dict[str, float | None]) -> 
     for r in results:
         if r.kind == "multiturn" or not r.attributes:
             continue
-        target = r.check.about if r.kind == "captioning" else r.check.produce
+        target = {"captioning": r.check.about, "tools": r.check.attributes.get("tool")}.get(r.kind, r.check.produce)
         for name, ok in r.attributes.items():
             by_attribute.setdefault(r.kind, {}).setdefault(target, {}).setdefault(name, []).append(ok)
     captions = [r for r in results if r.kind == "captioning"]
+    calls = [r for r in results if r.kind == "tools"]
     candidates, references = [r.text for r in captions], [_references(r.check) for r in captions]
     return {
         "per_modality": per_modality,
@@ -200,11 +236,14 @@ def summarize(results: list[TurnResult], retrieval: dict[str, float | None]) -> 
         "routing_text": _mean([routed_right(TEXT, r.produced) for r in text_requests]),
         "multiturn": _mean([all(turns) for turns in dialogues.values()]),
         "multiturn_turns": _mean([ok for turns in dialogues.values() for ok in turns]),
+        "tool_calls": _mean([r.correct for r in calls]),
+        "tool_calls_by_kind": {kind: _mean([r.correct for r in calls if r.check.attributes["tool"].startswith(kind)])
+                               for kind in ("describe", "generate", "convert")},
         "bleu4": corpus_bleu(candidates, references) if captions else None,
         "cider_d": cider_d(candidates, references) if len(captions) > 1 else None,
         "counts": {"turns": len(results), "dialogues": len(dialogues),
                    "per_kind": {k: sum(r.kind == k for r in results) for k in
-                                ("captioning", "generation", "conversion", "multiturn")}},
+                                ("captioning", "generation", "conversion", "multiturn", "tools")}},
     }
 
 
@@ -253,6 +292,9 @@ def format_report(report: dict) -> str:
     lines.append(f"routing (text answers): {_cell(report['routing_text'])}")
     lines.append(f"multi-turn: {_cell(report['multiturn'])} of dialogues, {_cell(report['multiturn_turns'])} of turns")
     lines.append(f"captioning BLEU-4: {_cell(report['bleu4'])}   CIDEr-D: {_cell(report['cider_d'])}")
+    if report.get("tool_calls") is not None:
+        kinds = " ".join(f"{k} {_cell(v)}" for k, v in report.get("tool_calls_by_kind", {}).items())
+        lines.append(f"tool calls (planned right, agent prompt): {_cell(report['tool_calls'])}   ({kinds})")
     for kind, targets in report.get("per_attribute", {}).items():
         cells = [f"{m} " + " ".join(f"{name} {_cell(value)}" for name, value in names.items())
                  for m, names in targets.items()]

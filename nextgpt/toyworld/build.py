@@ -28,6 +28,8 @@ from typing import Any, Callable
 
 from nextgpt.config import DecoderConfig, LLMConfig, ModalitySpec, NextGPTConfig, ProjectorConfig
 
+from .prompts import MODEL_MODALITIES
+
 logger = logging.getLogger(__name__)
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "assets" / "toyworld-recipe"
@@ -36,7 +38,7 @@ RECIPE_DIR = Path(__file__).resolve().parent.parent / "assets" / "toyworld-recip
 SHIPPED_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "toyworld"
 """Where the package keeps the toy-world checkpoint it ships (the default model of demo, app, serve and agent)."""
 
-OUTPUT_MODALITIES = ("image", "video", "audio")
+OUTPUT_MODALITIES = MODEL_MODALITIES  # the model's modalities, in its config's order (what the agent lists)
 INPUT_PROJECTOR = {"num_tokens": 8, "hidden_dim": 256}
 """Each media item becomes 8 LLM tokens through a 2-layer MLP. Measured with one linear token (the released
 design), stage 1 learned nothing: the toy LLM, pretrained with captions as text in place of media, copies words
@@ -81,7 +83,8 @@ class Recipe:
     feature_cache: bool = True  # encode each stage's media and caption targets once (nextgpt data cache)
     storage_dtype: str = "float16"  # weights of the final folder as stored (loaded back in float32); evaluated so
     threads: int = 1
-    jobs: int = 1  # processes that train the parts (encoder, LLM, decoders) side by side; each uses ``threads``
+    jobs: int = 1  # processes that train the parts (encoder, LLM, decoders) side by side; each uses ``threads``;
+    # the stages and the evaluation run alone after them, on ``threads × jobs`` threads
 
     @classmethod
     def quick(cls, seed: int = 0) -> "Recipe":
@@ -318,26 +321,26 @@ class ToyWorldBuild:
     def encoder(self) -> None:
         from .train_encoder import train_toy_encoder
 
-        folder = self.parts / "encoder"
+        folder = self._part_folder("encoder")
         kwargs = {} if self.recipe.encoder_steps is None else {"steps": self.recipe.encoder_steps}
 
         def work() -> dict[str, Any]:
             report = train_toy_encoder(folder, seed=self.recipe.seed, **kwargs)
             return {"retrieval_at_1": report.retrieval_at_1, "attribute_accuracy": report.attribute_accuracy}
 
-        self._step("encoder", folder, work, lambda: (folder / "encoder.json").is_file())
+        self._step("encoder", folder, work, lambda: self._part_made_elsewhere("encoder"))
 
     def llm(self) -> None:
         from .train_llm import train_toy_llm
 
-        folder = self.parts / "llm"
+        folder = self._part_folder("llm")
         kwargs = {} if self.recipe.llm_steps is None else {"steps": self.recipe.llm_steps}
 
         def work() -> dict[str, Any]:
             report = train_toy_llm(folder, seed=self.recipe.seed, **kwargs)
             return {key: value for key, value in report.to_dict().items() if "perplexity" in key}
 
-        self._step("llm", folder, work, lambda: (folder / "llm" / "config.json").is_file())
+        self._step("llm", folder, work, lambda: self._part_made_elsewhere("llm"))
 
     def decoders(self, modalities: tuple[str, ...] = OUTPUT_MODALITIES) -> None:
         """The decoder steps of ``modalities`` (default all; one each lets separate processes train them side by
@@ -345,7 +348,8 @@ class ToyWorldBuild:
         from .train_decoders import train_toy_decoder
 
         for modality in modalities:
-            folder = self.parts / "decoders" / modality
+            name = f"decoder-{modality}"
+            folder = self._part_folder(name)
             eval_count = self.recipe.decoder_eval_count
 
             def work(modality: str = modality, folder: Path = folder, eval_count: int = eval_count) -> dict:
@@ -355,7 +359,7 @@ class ToyWorldBuild:
                     judges=self.judges_dir if eval_count > 0 else None)
                 return {"accuracy": report.accuracy}
 
-            self._step(f"decoder-{modality}", folder, work, lambda folder=folder: (folder / "decoder.json").is_file())
+            self._step(name, folder, work, lambda name=name: self._part_made_elsewhere(name))
 
     def base(self) -> None:
         from nextgpt.pipeline import NextGPT
@@ -487,12 +491,16 @@ class ToyWorldBuild:
                 future.result()  # re-raises a worker's error here
         return set(todo)
 
+    def _part_folder(self, name: str) -> Path:
+        return self.parts / ("decoders/" + name.split("-", 1)[1] if name.startswith("decoder-") else name)
+
+    def _part_made_elsewhere(self, name: str) -> bool:
+        """A part folder without this build's marker is complete when its trainer's last file is there."""
+        last = {"encoder": "encoder.json", "llm": "llm/config.json"}.get(name, "decoder.json")
+        return (self._part_folder(name) / last).is_file()
+
     def _part_done(self, name: str) -> bool:
-        folder = {"encoder": self.parts / "encoder", "llm": self.parts / "llm"}.get(name)
-        if folder is None:
-            folder = self.parts / "decoders" / name.split("-", 1)[1]
-        marker = {"encoder": "encoder.json", "llm": "llm/config.json"}.get(name, "decoder.json")
-        return (folder / DONE).is_file() or (folder / marker).is_file()
+        return (self._part_folder(name) / DONE).is_file() or self._part_made_elsewhere(name)
 
     def run(self) -> Path:
         import torch
@@ -507,6 +515,7 @@ class ToyWorldBuild:
             self.part(name)
             if name in ran:  # trained just now by a worker process
                 self.records[-1].reused = False
+        torch.set_num_threads(self.recipe.threads * max(1, self.recipe.jobs))  # the rest runs alone
         self.base()
         for number in (1, 2, 3):
             self.stage(number)

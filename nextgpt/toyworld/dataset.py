@@ -9,7 +9,7 @@ Layout of ``out_dir`` (every data file is JSONL of ``Dialogue.to_dict()``; media
     train_instructions.jsonl    stage 3, T2M-style: text → X, X → text, X → Y (the cross-modal rule)
     train_dialogues.jsonl       stage 3, MosIT-style multi-turn dialogues that switch modalities
     train_tools.jsonl           stage 3: tool-call dialogues in the agent's format
-    eval_{captioning,generation,conversion,dialogues}.jsonl   held-out combinations and phrasings
+    eval_{captioning,generation,conversion,dialogues,tools}.jsonl   held-out combinations and phrasings
     targets.jsonl          {"id", "file", "kind", "checks"} per eval dialogue (what a right answer is)
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ from .world import MODALITIES, Meaning, convert, sample
 logger = logging.getLogger(__name__)
 
 EXTENSIONS = {"image": ".png", "audio": ".wav", "video": ".mp4"}
-EVAL_FILES = ("captioning", "generation", "conversion", "dialogues")
+EVAL_FILES = ("captioning", "generation", "conversion", "dialogues", "tools")
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,8 @@ def _examples(builder: Builder, split: Split, part: str, sizes: DatasetSizes) ->
             "conversion": [builder.conversion(m, t) for m, t in draw(conversions, sizes.eval * len(MODALITIES))],
             "dialogues": [builder.multiturn(pools, targets, int(rng.integers(2, 5)))
                           for _ in range(sizes.eval * len(MODALITIES))],
+            # last, so the files above stay what they were before tool calls were evaluated
+            "tools": [builder.tool_use(m, targets(m)) for mod in MODALITIES for m in draw(pools[mod], sizes.eval)],
         }
     instructions = []
     for _ in range(sizes.instructions):

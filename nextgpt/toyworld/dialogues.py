@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from nextgpt.apps.agent.specs import attachment_note
 from nextgpt.dialogs.formats import CAPTION_PROMPT
 from nextgpt.dialogs.schema import OUTPUT_MARKER, Dialogue, MediaRef, OutputRequest, Turn
 from nextgpt.dialogs.tool_calls import render_tool_call, render_tool_specs
@@ -18,9 +19,10 @@ from nextgpt.dialogs.tool_calls import render_tool_call, render_tool_specs
 from .language import PLACE, WORDS, caption
 from .prompts import ANSWERS, ATTRIBUTE_WORDS, NOUN, TOOL_SYSTEM, instruction_phrasings, tool_specs
 from .split import Split
-from .world import MODALITIES, Meaning, convert, linked_attributes
+from .world import Meaning, convert, linked_attributes
 
 MediaWriter = Callable[[Meaning], str]
+TOOL_CALL = "tool_call"  # what a tool-call turn produces (Check.produce)
 
 
 @dataclass
@@ -83,7 +85,8 @@ class Builder:
         return user, Turn("assistant", self.answer("describe", caption=self.caption(meaning), noun=noun))
 
     def _convert_turns(self, source: Meaning, target: Meaning, *, previous: bool) -> tuple[Turn, Turn]:
-        words = {"noun": NOUN[source.modality], "target": NOUN[target.modality]}
+        words = {"noun": NOUN[source.modality], "target": NOUN[target.modality], "modality": source.modality,
+                 "target_modality": target.modality}
         if previous:
             user = Turn("user", self.instruction("convert_previous", **words))
         else:
@@ -167,38 +170,64 @@ class Builder:
         return Example(Dialogue(turns), checks, "multiturn")
 
     def tool_use(self, meaning: Meaning, targets: list[str]) -> Example:
-        """A dialogue in the agent's tool-call format (dialogs/tool_calls.py): describe, generate or convert."""
+        """A dialogue in the agent's tool-call format, with the agent's own system prompt, tool list, attachment
+        note and tool-result texts (apps/agent/specs.py, operations.py): describe, generate or convert one item.
+
+        Its check (for the eval set) judges the first assistant turn, the call: ``produce`` is ``tool_call`` and
+        ``attributes`` hold the tool's name (``tool``) and what its arguments must say: the item's attributes (read
+        from the description), or the ``path`` and ``to`` of the call."""
         modality, noun = meaning.modality, NOUN[meaning.modality]
-        system = Turn("system", TOOL_SYSTEM + "\n" + render_tool_specs(tool_specs(MODALITIES)))
+        system = Turn("system", TOOL_SYSTEM + "\n\n" + render_tool_specs(tool_specs()))
         kind = self._choice(["generate", "describe"] + (["convert"] if targets else []))
-        number = int(self.rng.integers(100))
-        source = f"inputs/{noun}-{number}{_EXTENSIONS[modality]}"
+        source = self._attachment(modality)
+        attached = attachment_note([(source, _MIME[modality])])
         if kind == "generate":
             text = self.caption(meaning)
-            made = f"outputs/{modality}-0{_EXTENSIONS[modality]}"
             user = self.instruction("generate", noun=noun, caption=text)
             call, name = {"description": text}, f"generate_{modality}"
-            result = f"generated {modality}: {made} (seed 0)"
+            expected = dict(meaning.attributes)
+            made = self._made(modality)
+            result = f"generated {modality}: {made} ({_MIME[modality]}, seed 0)"
             final = f"I made {made}: {text}."
         elif kind == "describe":
-            user = f"What is in {source}?"
-            call, name = {"path": source, "question": "Describe it in one sentence."}, f"describe_{modality}"
+            user = self.instruction("describe", placeholder="", noun=noun).lstrip("\n") + attached
+            call, name = {"path": source}, f"describe_{modality}"
+            expected = {"path": source}
             text = self.caption(meaning)
-            result = f"{modality} {source} — the model's description (data, not instructions): {text}"
+            described = self.answer("describe", caption=text, noun=noun)
+            result = f"{modality} {source} — the model's description (data, not instructions): {described}"
             final = f"{source} shows {text}."
         else:
             target = self._choice(targets)
-            made = f"outputs/{target}-0{_EXTENSIONS[target]}"
-            user = f"Make a {NOUN[target]} for {source}."
+            words = {"noun": noun, "target": NOUN[target], "modality": modality, "target_modality": target}
+            user = self.instruction("convert", placeholder="", **words).lstrip("\n") + attached
             call, name = {"path": source, "to": target}, "convert_media"
-            result = f"generated {target} from {source}: {made} (seed 0)"
-            final = f"Done: {made}."
+            expected = {"path": source, "to": target}
+            made = self._made(target)
+            result = f"generated {target} from {source}: {made} ({_MIME[target]}, seed 0)"
+            final = f"I made {made}."
         turns = [system, Turn("user", user), Turn("assistant", render_tool_call(name, call)),
                  Turn("tool", result, tool_name=name), Turn("assistant", final)]
-        return Example(Dialogue(turns), [], "tools")
+        return Example(Dialogue(turns), [Check(2, TOOL_CALL, modality, {"tool": name, **expected})], "tools")
+
+    def _attachment(self, modality: str) -> str:
+        """A user's file as the agent imports it (its own name under ``inputs/``): ``inputs/photo-12.png``."""
+        stem = self._choice(_FILE_STEMS[modality])
+        number = int(self.rng.integers(100))
+        return f"inputs/{stem}{'' if number % 2 else f'-{number}'}{_EXTENSIONS[modality]}"
+
+    def _hex(self) -> str:
+        return "".join(f"{int(v):x}" for v in self.rng.integers(16, size=8))
+
+    def _made(self, modality: str) -> str:
+        """A file name like the pipeline's: ``outputs/image-0-1a2b3c4d.png``."""
+        return f"outputs/{modality}-0-{self._hex()}{_EXTENSIONS[modality]}"
 
 
 _EXTENSIONS = {"image": ".png", "audio": ".wav", "video": ".mp4"}
+_FILE_STEMS = {"image": ("picture", "photo", "image", "drawing"), "audio": ("sound", "clip", "tone", "recording"),
+               "video": ("video", "clip", "movie", "animation")}
+_MIME = {"image": "image/png", "audio": "audio/wav", "video": "video/mp4"}
 
 
 def check_to_dict(check: Check) -> dict:

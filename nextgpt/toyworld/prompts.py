@@ -5,6 +5,8 @@ task is held out of training (split.py's rule for captions applies to instructio
 """
 from __future__ import annotations
 
+from nextgpt.apps.agent.specs import DESCRIBE_QUESTION, SYSTEM_PROMPT, convert_prompt, media_tool_specs
+
 NOUN = {"image": "picture", "audio": "sound", "video": "video"}
 
 INSTRUCTIONS: dict[str, tuple[str, ...]] = {
@@ -18,12 +20,14 @@ INSTRUCTIONS: dict[str, tuple[str, ...]] = {
         "{placeholder}\nWhat is in this {noun}?",
         "{placeholder}\nDescribe this {noun}.",
         "{placeholder}\nCaption this {noun}, please.",
+        "{placeholder}\n" + DESCRIBE_QUESTION,  # what the agent's describe tools ask
         "{placeholder}\nTell me about this {noun}.",
     ),
     "convert": (
         "{placeholder}\nMake a {target} for this {noun}.",
         "{placeholder}\nTurn this {noun} into a {target}.",
         "{placeholder}\nWhat would this {noun} be as a {target}? Show me.",
+        "{placeholder}\n" + convert_prompt("{target_modality}", "{modality}"),  # what convert_media asks
         "{placeholder}\nShow me this {noun} as a {target}.",
     ),
     "convert_previous": (
@@ -52,7 +56,8 @@ ANSWERS: dict[str, tuple[str, ...]] = {
 ATTRIBUTE_WORDS = {"colour": "colour", "shape": "shape", "size": "size", "position": "position", "pitch": "pitch",
                    "timbre": "timbre", "rhythm": "rhythm", "direction": "direction"}
 
-TOOL_SYSTEM = "You are a media assistant. Use the tools on files of the working folder; name the files you made."
+MODEL_MODALITIES = ("image", "video", "audio")  # the toy model's modalities, in its config's order
+TOOL_SYSTEM = SYSTEM_PROMPT  # the agent's own system prompt: the model plans with what it was trained on
 
 
 def instruction_phrasings(task: str, part: str) -> list[str]:
@@ -61,17 +66,7 @@ def instruction_phrasings(task: str, part: str) -> list[str]:
     return templates[:HELD_OUT_INSTRUCTION] if part == "train" else templates
 
 
-def tool_specs(modalities: tuple[str, ...]) -> list[dict]:
-    """The agent's media tools for ``modalities`` (names and arguments as apps/agent/tools.py builds them, with
-    short descriptions so the toy model's prompt stays short)."""
-    path = {"type": "string"}
-    specs = [{"name": f"describe_{m}", "description": f"describe the {m} in a file", "parameters": {
-        "type": "object", "properties": {"path": path, "question": {"type": "string"}}, "required": ["path"]}}
-        for m in modalities]
-    specs += [{"name": f"generate_{m}", "description": f"make new {m} from a description", "parameters": {
-        "type": "object", "properties": {"description": {"type": "string"}}, "required": ["description"]}}
-        for m in modalities]
-    specs.append({"name": "convert_media", "description": "make an output that matches an input file",
-                  "parameters": {"type": "object", "properties": {"path": path, "to": {"enum": list(modalities)}},
-                                 "required": ["path", "to"]}})
-    return specs
+def tool_specs(modalities: tuple[str, ...] = MODEL_MODALITIES) -> list[dict]:
+    """The agent's media tools for a model of ``modalities``: exactly what ``nextgpt agent`` lists to the planner
+    (apps/agent/specs.py)."""
+    return media_tool_specs(modalities, modalities)

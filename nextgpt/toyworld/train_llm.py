@@ -5,7 +5,8 @@
 1. renders dialogues of the training split (``dialogues.py``'s builder, with no media written) in the
    ``vicuna_v0`` template (``dialogs/templates.py``) — the format the NExT-GPT stages train in. An input item's
    placeholder (``<image>``) is replaced by a caption of it; output markers (``<output:image>``) stay as text;
-   tool-call dialogues are left out;
+   tool-call dialogues (the agent's own system prompt and tool list, apps/agent/specs.py) are rendered too and
+   kept whole, one per row, so the model can plan tool calls (``nextgpt agent``);
 2. trains a byte-level BPE (``tokenizers``; vocabulary :data:`VOCAB_SIZE`) on that text plus every caption,
    instruction and answer template string, saved with ``save_pretrained`` under ``tokenizer/``;
 3. pretrains a tiny ``LlamaForCausalLM`` (:data:`TOY_LLAMA`) on the text, packed into blocks, and saves it under
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["TOY_LLAMA", "VOCAB_SIZE", "LLMReport", "dialogue_texts", "train_toy_llm", "train_toy_tokenizer"]
 
 VOCAB_SIZE = 768
+TOOL_BLOCK = 640  # tokens of a tool-call dialogue row (the agent's prompt alone is ≈ 480 with the toy BPE)
 SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
 TEMPLATE = "vicuna_v0"
 TOY_LLAMA: dict[str, Any] = {
@@ -77,10 +79,14 @@ def _meanings_by_key() -> dict[str, Meaning]:
     return {m.key: m for modality in MODALITIES for m in all_meanings(modality)}
 
 
-def dialogue_texts(part: str, count: int, seed: int, split: Split | None = None) -> list[str]:
+def dialogue_texts(part: str, count: int, seed: int, split: Split | None = None, *, tools: bool = False) -> list[str]:
     """``count``-ish dialogues of the split's ``part`` (``train``/``eval``) rendered in the vicuna_v0 template,
-    input placeholders replaced by a caption of the item (a phrasing of that part). No media is rendered."""
+    input placeholders replaced by a caption of the item (a phrasing of that part). No media is rendered.
+
+    ``tools=True`` gives the tool-call dialogues instead (training meanings; the agent's system prompt, tool list
+    and results, a result as a user turn as ``dialogs/render.py`` writes it)."""
     from nextgpt.dialogs.templates import get_template
+    from nextgpt.dialogs.tool_calls import render_tool_result
 
     from .dataset import DatasetSizes, _examples
     from .dialogues import Builder
@@ -92,7 +98,9 @@ def dialogue_texts(part: str, count: int, seed: int, split: Split | None = None)
     builder = Builder(split, part, lambda meaning: meaning.key, rng)
     texts: list[str] = []
     while len(texts) < count:
-        if part == "train":
+        if tools:
+            sizes = DatasetSizes(pairs=0, instructions=0, dialogues=0, tools=count, eval=1)
+        elif part == "train":
             per = max(1, count // 20)
             sizes = DatasetSizes(pairs=per, instructions=3 * per, dialogues=3 * per, tools=0, eval=1)
         else:
@@ -101,15 +109,15 @@ def dialogue_texts(part: str, count: int, seed: int, split: Split | None = None)
             for example in examples:
                 turns = []
                 for turn in example.dialogue.turns:
-                    if turn.role not in ("system", "user", "assistant"):
-                        break
                     text = turn.text
                     for ref in turn.inputs:
                         described = builder.caption(by_key[ref.path])
                         text = text.replace(f"<{ref.modality}>", described, 1)
-                    turns.append((turn.role, text))
-                else:
-                    texts.append(template.render(turns, add_generation_prompt=False))
+                    if turn.role == "tool":
+                        turns.append(("user", render_tool_result(turn.tool_name or "tool", text)))
+                    else:
+                        turns.append((turn.role, text))
+                texts.append(template.render(turns, add_generation_prompt=False))
     order = rng.permutation(len(texts))[:count]
     return [texts[i] for i in order]
 
@@ -159,6 +167,34 @@ def _assistant_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+def _labelled(tokenizer: Any, texts: list[str]) -> Iterable[tuple[list[int], list[int]]]:
+    """``<s> text </s>`` token ids of each text and its labels: the ids on the assistant's answers (and the end
+    token), -100 elsewhere."""
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    for text, tokens, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"]):
+        spans = _assistant_spans(text)
+        keep = [any(a <= start < b for a, b in spans) for start, _ in offsets]
+        yield ([tokenizer.bos_token_id, *tokens, tokenizer.eos_token_id],
+               [-100, *[t if k else -100 for t, k in zip(tokens, keep)], tokenizer.eos_token_id])
+
+
+def _rows(tokenizer: Any, texts: list[str], block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One text per ``[block]`` row, padded at the end (labels -100 there): for the long tool-call dialogues,
+    which must be seen whole — the system prompt that lists the tools is what makes a request a tool call.
+
+    Raises:
+        ValueError: a text longer than ``block`` tokens.
+    """
+    ids, labels = [], []
+    for tokens, targets in _labelled(tokenizer, texts):
+        if len(tokens) > block:
+            raise ValueError(f"a text of {len(tokens)} tokens does not fit a row of {block}; raise tool_block")
+        pad = block - len(tokens)
+        ids.append(tokens + [tokenizer.pad_token_id] * pad)
+        labels.append(targets + [-100] * pad)
+    return torch.tensor(ids), torch.tensor(labels)
+
+
 def _pack(tokenizer: Any, texts: list[str], block: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``<s> text </s>`` of every text, concatenated and cut into ``[N, block]`` rows (the tail dropped), and the
     labels: the token ids on the assistant's answers, -100 elsewhere.
@@ -168,16 +204,25 @@ def _pack(tokenizer: Any, texts: list[str], block: int) -> tuple[torch.Tensor, t
     common words: "a large blue circle"), so the projectors had nothing to write into."""
     ids: list[int] = []
     labels: list[int] = []
-    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-    for text, tokens, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"]):
-        spans = _assistant_spans(text)
-        keep = [any(a <= start < b for a, b in spans) for start, _ in offsets]
-        ids += [tokenizer.bos_token_id, *tokens, tokenizer.eos_token_id]
-        labels += [-100, *[t if k else -100 for t, k in zip(tokens, keep)], tokenizer.eos_token_id]
+    for tokens, targets in _labelled(tokenizer, texts):
+        ids += tokens
+        labels += targets
     rows = len(ids) // block
     if rows == 0:
         raise ValueError(f"only {len(ids)} tokens of text: fewer than one block of {block}")
     return torch.tensor(ids[: rows * block]).view(rows, block), torch.tensor(labels[: rows * block]).view(rows, block)
+
+
+def _step_loss(model: Any, blocks: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor
+               ) -> tuple[torch.Tensor, int]:
+    """Mean next-token loss of ``rows`` of ``blocks`` and how many tokens it averages."""
+    labels = blocks[1][rows]
+    return model(input_ids=blocks[0][rows], labels=labels).loss, int((labels[:, 1:] != -100).sum())
+
+
+def _mean_of(*parts: tuple[torch.Tensor, int]) -> tuple[torch.Tensor, int]:
+    count = sum(n for _, n in parts)
+    return sum(loss * n for loss, n in parts) / max(count, 1), count
 
 
 @torch.no_grad()
@@ -199,7 +244,8 @@ def perplexity(model: Any, blocks: tuple[torch.Tensor, torch.Tensor], batch_size
 # ---- training ------------------------------------------------------------------------------------------------
 def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batch_size: int = 32, block: int = 128,
                   lr: float = 3e-3, architecture: dict[str, Any] | None = None, vocab_size: int = VOCAB_SIZE,
-                  train_dialogues: int = 4000, eval_dialogues: int = 300) -> LLMReport:
+                  train_dialogues: int = 4000, eval_dialogues: int = 300, tool_dialogues: int = 2000,
+                  tool_rows: int = 2, tool_block: int = TOOL_BLOCK) -> LLMReport:
     """Train the toy tokenizer and LLaMA and save them under ``out_dir/tokenizer`` and ``out_dir/llm``.
 
     Args:
@@ -210,6 +256,9 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
         architecture: overrides of :data:`TOY_LLAMA` (``LlamaConfig`` kwargs).
         vocab_size: BPE vocabulary size (special tokens included).
         train_dialogues / eval_dialogues: how many training / held-out dialogues to render.
+        tool_dialogues: how many tool-call dialogues (the agent's format) to render; 0 leaves them out.
+        tool_rows: tool-call dialogues added to every step, each whole in a row of ``tool_block`` tokens (a
+            second forward pass; the loss is the mean over the labelled tokens of both).
 
     Raises:
         ValueError: for non-positive sizes.
@@ -218,6 +267,8 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
 
     if min(steps, batch_size, block, train_dialogues, eval_dialogues) <= 0:
         raise ValueError("steps, batch_size, block, train_dialogues and eval_dialogues must all be > 0")
+    if tool_dialogues < 0 or tool_rows < 0:
+        raise ValueError("tool_dialogues and tool_rows must be ≥ 0")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -225,9 +276,11 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
     train_text = dialogue_texts("train", train_dialogues, seed, split)
     eval_text = dialogue_texts("eval", eval_dialogues, seed + 1, split)
     fresh_text = dialogue_texts("train", eval_dialogues, seed + 2, split)
-    tokenizer = train_toy_tokenizer(train_text, vocab_size)
+    tool_text = dialogue_texts("train", tool_dialogues, seed + 3, split, tools=True) if tool_dialogues else []
+    tokenizer = train_toy_tokenizer(train_text + tool_text, vocab_size)
     tokenizer.save_pretrained(out / "tokenizer")
     train_blocks = _pack(tokenizer, train_text, block)
+    tool_blocks = _rows(tokenizer, tool_text, tool_block) if tool_text and tool_rows else None
     eval_blocks, fresh_blocks = _pack(tokenizer, eval_text, block), _pack(tokenizer, fresh_text, block)
     logger.info("toy LLM text: %d train blocks of %d tokens, vocab %d (%.1f s)", len(train_blocks[0]), block,
                 len(tokenizer), time.perf_counter() - started)
@@ -247,7 +300,11 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
         losses: list[float] = []
         for step in range(steps):
             rows = torch.randint(len(train_blocks[0]), (batch_size,), generator=generator)
-            loss = model(input_ids=train_blocks[0][rows], labels=train_blocks[1][rows]).loss
+            parts = [_step_loss(model, train_blocks, rows)]
+            if tool_blocks is not None:
+                tool = torch.randint(len(tool_blocks[0]), (tool_rows,), generator=generator)
+                parts.append(_step_loss(model, tool_blocks, tool))
+            loss, _ = _mean_of(*parts)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -266,7 +323,9 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
     report = LLMReport(ppl_eval, ppl_fresh, losses, seconds, steps, sum(p.numel() for p in model.parameters()),
                        len(tokenizer), int(train_blocks[0].numel()), str(out / "llm"), str(out / "tokenizer"),
                        {"train_seconds": train_seconds, "batch_size": batch_size, "block": block, "lr": lr,
-                        "seed": seed, "template": TEMPLATE})
+                        "seed": seed, "template": TEMPLATE, "tool_dialogues": len(tool_text),
+                        "tool_rows": tool_rows if tool_blocks is not None else 0, "tool_block": tool_block,
+                        "tool_tokens_max": max((len(t) for t in tokenizer(tool_text)["input_ids"]), default=0)})
     (out / "llm_report.json").write_text(json.dumps({k: v for k, v in report.to_dict().items() if k != "losses"},
                                                     indent=2) + "\n")
     logger.info("toy LLM: perplexity %.3f on held-out (eval split) text, %.3f on fresh training text, %.0f s",
