@@ -23,6 +23,33 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     return (np.clip(array, 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
+def claim_path(folder: str | Path, stem: str, suffix: str, *, bare_first: bool = False) -> Path:
+    """Create and return an empty file ``folder/stem-N.suffix`` for the first free ``N`` ≥ 1 (``folder/stem.suffix``
+    first when ``bare_first``). Created exclusively, so concurrent writers never share a name and no file is
+    overwritten; the names stay short (``image-3.png``) for people and for a planner that copies them.
+
+    Raises:
+        FileExistsError: when 100,000 names are taken.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if bare_first:
+        try:
+            with open(folder / f"{stem}{suffix}", "xb"):
+                return folder / f"{stem}{suffix}"
+        except FileExistsError:
+            pass
+    taken = sum(1 for _ in folder.glob(f"{stem}-*{suffix}"))  # a good first guess; the loop checks each name
+    for number in range(max(1, taken) + (1 if bare_first else 0), 100_000):
+        target = folder / f"{stem}-{number}{suffix}"
+        try:
+            with open(target, "xb"):
+                return target
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{folder} already holds 100,000 files named {stem}-N{suffix}; use another output folder")
+
+
 def _prepare_path(path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

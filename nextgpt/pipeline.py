@@ -8,7 +8,6 @@ import queue
 import random
 import threading
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -16,6 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from nextgpt.decoders import Decoder, build_decoder
+from nextgpt.decoders.media_io import claim_path
 
 from . import checkpoint
 from .config import NextGPTConfig
@@ -290,10 +290,8 @@ class NextGPT:
             for (row_index, order, _), item, seed in zip(items, decoded, item_seeds):
                 output = MediaOutput(modality, item.data, item.rate, seed=seed)
                 directory = per_row[row_index].output_dir
-                if directory is not None:
-                    Path(directory).mkdir(parents=True, exist_ok=True)
-                    name = f"{modality}-{seed}-{uuid.uuid4().hex[:8]}{decoder.file_extension}"
-                    output.path = decoder.save(item, Path(directory) / name)
+                if directory is not None:  # image-1.png, image-2.png, ...: short, never overwritten
+                    output.path = decoder.save(item, claim_path(directory, modality, decoder.file_extension))
                 placed[(row_index, order)] = output
                 if emit:
                     emit(MediaReady(output))

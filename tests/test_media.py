@@ -338,3 +338,19 @@ def test_text() -> None:
         load_text(b"ok\xff")
     with pytest.raises(MediaError, match="must be str or UTF-8 bytes"):
         load_text(42)  # type: ignore[arg-type]
+
+
+def test_claim_path_gives_short_names_that_are_never_shared(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nextgpt.decoders.media_io import claim_path
+
+    assert claim_path(tmp_path, "image", ".png").name == "image-1.png"
+    assert claim_path(tmp_path, "image", ".png").name == "image-2.png"
+    with ThreadPoolExecutor(8) as pool:  # concurrent writers (the server shares one output folder)
+        names = list(pool.map(lambda _: claim_path(tmp_path, "image", ".png").name, range(40)))
+    assert len(set(names)) == 40 and not {"image-1.png", "image-2.png"} & set(names)
+    (tmp_path / "image-1.png").write_bytes(b"kept")
+    assert claim_path(tmp_path, "cat", ".png", bare_first=True).name == "cat.png"
+    assert claim_path(tmp_path, "cat", ".png", bare_first=True).name == "cat-2.png"
+    assert (tmp_path / "image-1.png").read_bytes() == b"kept"

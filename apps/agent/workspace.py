@@ -13,6 +13,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from nextgpt.decoders.media_io import claim_path
+
 logger = logging.getLogger(__name__)
 
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # http:, file:, c: (drive letters) ...
@@ -30,7 +32,7 @@ class MediaFile:
     """A file inside the workspace, as tools report it."""
 
     path: Path  # absolute, resolved
-    relative: str  # what the model sees and passes back, e.g. "outputs/image-3-1a2b.png"
+    relative: str  # what the model sees and passes back, e.g. "outputs/image-3.png"
     mime_type: str
     modality: str | None = None
     seed: int | None = None
@@ -113,25 +115,12 @@ class Workspace:
         source = Path(source).expanduser()
         if not source.is_file():
             raise FileNotFoundError(f"attachment {str(source)!r} is not a file")
-        target = self._claim(self.root / self.INPUTS, source.name)
+        target = claim_path(self.root / self.INPUTS, Path(source.name).stem, Path(source.name).suffix,
+                            bare_first=True)
         with open(source, "rb") as reader, open(target, "wb") as writer:
             shutil.copyfileobj(reader, writer)
         logger.debug("imported %s as %s", source, target)
         return self.describe_file(target, modality=mime_type(target).split("/")[0])
-
-    @staticmethod
-    def _claim(folder: Path, name: str) -> Path:
-        """Create ``folder/name`` (or the first free ``stem-N.suffix``) empty and exclusively, and return it."""
-        folder.mkdir(parents=True, exist_ok=True)
-        stem, suffix = Path(name).stem, Path(name).suffix
-        for number in range(1, 10_000):
-            target = folder / (name if number == 1 else f"{stem}-{number}{suffix}")
-            try:
-                with open(target, "xb"):
-                    return target
-            except FileExistsError:
-                continue
-        raise WorkspaceError(f"{folder} already holds 9999 files named like {name!r}; use another working folder")
 
     def listing(self, limit: int = 20) -> list[str]:
         """Relative paths of files in the workspace (at most ``limit``), to help the model pick a valid one."""
@@ -139,4 +128,4 @@ class Workspace:
         return files[:limit] + ([f"... {len(files) - limit} more"] if len(files) > limit else [])
 
     def example(self) -> str:
-        return f"{self.OUTPUTS}/image-0-1a2b3c4d.png"
+        return f"{self.OUTPUTS}/image-1.png"

@@ -216,12 +216,9 @@ class Builder:
         number = int(self.rng.integers(100))
         return f"inputs/{stem}{'' if number % 2 else f'-{number}'}{_EXTENSIONS[modality]}"
 
-    def _hex(self) -> str:
-        return "".join(f"{int(v):x}" for v in self.rng.integers(16, size=8))
-
     def _made(self, modality: str) -> str:
-        """A file name like the pipeline's: ``outputs/image-0-1a2b3c4d.png``."""
-        return f"outputs/{modality}-0-{self._hex()}{_EXTENSIONS[modality]}"
+        """A file name as the pipeline writes it (the N-th of its modality in the folder): ``outputs/image-2.png``."""
+        return f"outputs/{modality}-{int(self.rng.integers(1, 10))}{_EXTENSIONS[modality]}"
 
 
 _EXTENSIONS = {"image": ".png", "audio": ".wav", "video": ".mp4"}

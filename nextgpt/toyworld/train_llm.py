@@ -244,8 +244,8 @@ def perplexity(model: Any, blocks: tuple[torch.Tensor, torch.Tensor], batch_size
 # ---- training ------------------------------------------------------------------------------------------------
 def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batch_size: int = 32, block: int = 128,
                   lr: float = 3e-3, architecture: dict[str, Any] | None = None, vocab_size: int = VOCAB_SIZE,
-                  train_dialogues: int = 4000, eval_dialogues: int = 300, tool_dialogues: int = 2000,
-                  tool_rows: int = 2, tool_block: int = TOOL_BLOCK) -> LLMReport:
+                  train_dialogues: int = 4000, eval_dialogues: int = 300, tool_dialogues: int = 4000,
+                  tool_rows: int = 4, tool_block: int = TOOL_BLOCK) -> LLMReport:
     """Train the toy tokenizer and LLaMA and save them under ``out_dir/tokenizer`` and ``out_dir/llm``.
 
     Args:
