@@ -460,8 +460,9 @@ class ToyWorldBuild:
         self._step("model", folder, work, None)
         return folder
 
-    PART_STEPS = ("decoder-video", "encoder", "decoder-image", "llm", "decoder-audio")
-    """The independent part steps, longest first (how ``jobs`` processes share them)."""
+    PART_STEPS = ("decoder-video", "llm", "decoder-image", "encoder", "decoder-audio")
+    """The independent part steps, longest first (how ``jobs`` processes share them; measured 1338, 745, 641, 548,
+    390 s on one thread of the shared machine)."""
 
     def part(self, name: str) -> None:
         """Run one of :attr:`PART_STEPS` by name."""
