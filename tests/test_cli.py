@@ -57,13 +57,20 @@ def test_generate_json_with_an_input_image(tmp_path, media_files):
     (("info", "--preset", "nextgpt-13b"), "unknown preset 'nextgpt-13b'; available: ['nextgpt-7b', 'tiny']"),
     (("generate", "hi", "--image", "/no/such.png", "--max-new-tokens", "2"), "/no/such.png"),
     (("generate", "hi", "--force", "smell"), "cannot generate"),
-    # the shipped toy model's context (1024 tokens) cannot hold the agent's tool list: say what to use instead
-    (("agent", "Make a picture of a red circle.", "--workdir", "ws"), "--planner langchain"),
+    (("agent", "Make a picture.", "--image", "/no/such.png"), "/no/such.png"),
 ])
 def test_bad_input_gets_one_clear_line_not_a_traceback(tmp_path, args, needle):
     result = run(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_agent_plans_with_the_shipped_model(tmp_path):
+    """The default model reads the agent's own prompt (it fits its 1024-token context) and calls the tool."""
+    result = run("agent", "Make a picture of a large red circle on the left.", "--workdir", "ws", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert '→ generate_image({"description": ' in result.stdout and "answer: " in result.stdout, result.stdout
+    assert (tmp_path / "ws" / "outputs" / "image-1.png").is_file()
 
 
 def test_info_prints_the_reference_trainables(tmp_path):

@@ -30,7 +30,7 @@ def llm_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("llm")
     return out, train_toy_llm(out, seed=0, steps=40, batch_size=8, block=64, train_dialogues=200,
-                              eval_dialogues=20, tool_dialogues=30)
+                              eval_dialogues=20, tool_dialogues=30, tool_rows=2)
 
 
 def test_encoder_loss_falls(encoder_run):
@@ -171,7 +171,7 @@ def test_tool_dialogues_are_rendered_in_the_agent_format_and_trained_whole(llm_r
     assert len(texts) == 12 and all(t.startswith(SYSTEM_PROMPT) for t in texts)
     assert all("### Assistant: <tool_call>" in t and '<tool_result name="' in t for t in texts)
     out, report = llm_run
-    assert report.extra["tool_dialogues"] == 30 and report.extra["tool_rows"] == 1
+    assert report.extra["tool_dialogues"] == 30 and report.extra["tool_rows"] == 2
     assert report.extra["tool_tokens_max"] <= TOOL_BLOCK  # the agent's prompt fits a row with the toy BPE
     tokenizer = load_tokenizer(LLMConfig(path="llm", tokenizer="tokenizer"), base_dir=out)
     ids, labels = _rows(tokenizer, texts[:2], TOOL_BLOCK)
