@@ -7,14 +7,14 @@ what it read in training. This module imports only pydantic.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .limits import AgentLimits
 from .schemas import DESCRIBE_QUESTION, build_schemas
 
-__all__ = ["ATTACHED", "DESCRIBE_QUESTION", "REGENERATE_DESCRIPTION", "SYSTEM_PROMPT", "attachment_note",
-           "convert_description", "convert_prompt", "describe_description", "generate_description",
-           "media_tool_specs"]
+__all__ = ["ATTACHED", "DESCRIBE_QUESTION", "REGENERATE_DESCRIPTION", "SYSTEM_PROMPT", "MediaTool",
+           "attachment_note", "convert_prompt", "media_tool_specs", "media_tools"]
 
 SYSTEM_PROMPT = (
     "You are a media assistant. Use the tools to look at, generate and convert image, audio and video files in "
@@ -24,20 +24,41 @@ SYSTEM_PROMPT = (
 ATTACHED = "Attached files in the working folder: "  # how attachments are named to the planner
 
 
-def describe_description(modality: str) -> str:
-    return f"Answer a question about the {modality} in a file of the working folder (e.g. describe it)."
-
-
-def generate_description(modality: str) -> str:
-    return f"Generate a new {modality} from a text description; returns the path of the {modality} file."
-
-
-def convert_description(outputs: Sequence[str]) -> str:
-    return (f"Make an output ({'/'.join(outputs)}) that matches an input file (e.g. music for a picture); the model "
-            "sees the file itself.")
-
-
 REGENERATE_DESCRIPTION = "Repeat an earlier generation with another seed and/or number of steps."
+
+
+@dataclass(frozen=True)
+class MediaTool:
+    """One media tool as the planner sees it: ``operation`` (a ``MediaOperations`` method) for ``modality`` (None
+    for the tools that take it from their arguments), with its description and pydantic argument model."""
+
+    name: str
+    operation: str  # describe, generate, convert or regenerate
+    modality: str | None
+    description: str
+    schema: type
+
+    def spec(self) -> dict[str, Any]:
+        """``{"name", "description", "parameters"}`` (OpenAI function style; what ``render_tool_specs`` lists)."""
+        parameters = self.schema.model_json_schema()
+        parameters.pop("title", None)
+        return {"name": self.name, "description": self.description, "parameters": parameters}
+
+
+def media_tools(inputs: Sequence[str], outputs: Sequence[str], limits: AgentLimits | None = None) -> list[MediaTool]:
+    """The media tools of a model that reads ``inputs`` and writes ``outputs``, in the agent's order — the one list
+    both ``build_tools`` (which runs them) and ``media_tool_specs`` (which describes them) come from."""
+    schemas = build_schemas(limits or AgentLimits(), list(outputs))
+    tools = [MediaTool(f"describe_{m}", "describe", m, f"Answer a question about the {m} in a file of the working "
+                       "folder (e.g. describe it).", schemas.describe) for m in inputs]
+    tools += [MediaTool(f"generate_{m}", "generate", m, f"Generate a new {m} from a text description; returns the "
+                        f"path of the {m} file.", schemas.generate) for m in outputs]
+    if outputs:
+        tools.append(MediaTool("convert_media", "convert", None, f"Make an output ({'/'.join(outputs)}) that matches "
+                               "an input file (e.g. music for a picture); the model sees the file itself.",
+                               schemas.convert))
+        tools.append(MediaTool("regenerate_media", "regenerate", None, REGENERATE_DESCRIPTION, schemas.regenerate))
+    return tools
 
 
 def convert_prompt(target: str, source_modality: str) -> str:
@@ -52,18 +73,5 @@ def attachment_note(files: Sequence[tuple[str, str]]) -> str:
 
 def media_tool_specs(inputs: Sequence[str], outputs: Sequence[str],
                      limits: AgentLimits | None = None) -> list[dict[str, Any]]:
-    """The media tools of a model that reads ``inputs`` and writes ``outputs``, in the agent's order, as
-    ``{"name", "description", "parameters"}`` (OpenAI function style; what ``render_tool_specs`` lists)."""
-    schemas = build_schemas(limits or AgentLimits(), list(outputs))
-    specs = [_spec(f"describe_{m}", describe_description(m), schemas.describe) for m in inputs]
-    specs += [_spec(f"generate_{m}", generate_description(m), schemas.generate) for m in outputs]
-    if outputs:
-        specs.append(_spec("convert_media", convert_description(outputs), schemas.convert))
-        specs.append(_spec("regenerate_media", REGENERATE_DESCRIPTION, schemas.regenerate))
-    return specs
-
-
-def _spec(name: str, description: str, schema: type) -> dict[str, Any]:
-    parameters = schema.model_json_schema()
-    parameters.pop("title", None)
-    return {"name": name, "description": description, "parameters": parameters}
+    """The specs of :func:`media_tools`, as ``render_tool_specs`` lists them in the system prompt."""
+    return [tool.spec() for tool in media_tools(inputs, outputs, limits)]

@@ -15,8 +15,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 
 from .limits import AgentLimits
 from .operations import MediaOperations
-from .schemas import build_schemas
-from .specs import REGENERATE_DESCRIPTION, convert_description, describe_description, generate_description
+from .specs import media_tools
 from .workspace import Workspace
 
 # Words that must never appear in the name of a default tool (checked by tests; item 18).
@@ -31,14 +30,11 @@ def build_tools(pipe: Any, workspace: Workspace, limits: AgentLimits | None = No
     """
     limits = limits or AgentLimits()
     ops = MediaOperations(pipe, workspace, limits)
-    schemas = build_schemas(limits, ops.outputs)
-    tools = [_tool(f"describe_{modality}", _bind(ops.describe, modality), schemas.describe,
-                   describe_description(modality)) for modality in ops.inputs]
-    tools += [_tool(f"generate_{modality}", _bind(ops.generate, modality), schemas.generate,
-                    generate_description(modality)) for modality in ops.outputs]
-    if ops.outputs:
-        tools.append(_tool("convert_media", ops.convert, schemas.convert, convert_description(ops.outputs)))
-        tools.append(_tool("regenerate_media", ops.regenerate, schemas.regenerate, REGENERATE_DESCRIPTION))
+    tools = []
+    for tool in media_tools(ops.inputs, ops.outputs, limits):
+        operation = getattr(ops, tool.operation)
+        func = _bind(operation, tool.modality) if tool.modality is not None else operation
+        tools.append(_tool(tool.name, func, tool.schema, tool.description))
     return tools
 
 
