@@ -141,7 +141,8 @@ def read_dialogue(data: dict, ctx: ReadContext) -> list[Loaded]:
         role, text = ctx.get(raw, "role", str, where), ctx.get(raw, "text", str, where, required=False)
         if role is not None and role not in ("system", "user", "assistant", "tool"):
             ctx.problem(f"{where}.role", f"unknown role {role!r}; use system, user, assistant or tool")
-        turn = Turn(role or "user", text or "", tool_name=raw.get("tool_name"))
+        turn = Turn(role or "user", text or "", tool_name=raw.get("tool_name"),
+                    train=_train_flag(raw, role, where, ctx))
         for kind, keys in (("inputs", ("modality", "path")), ("outputs", ("modality", "caption"))):
             for number, item in enumerate(ctx.get(raw, kind, list, where, required=False) or []):
                 item_where = f"{where}.{kind}[{number}]"
@@ -166,6 +167,18 @@ def read_dialogue(data: dict, ctx: ReadContext) -> list[Loaded]:
         return []
     dialogue = Dialogue(turns, id=str(data.get("id", "")), source=ctx.source)
     return [Loaded(dialogue, "dialogue", [f"turns[{i}]" for i in range(len(turns))], "text", items)]
+
+
+def _train_flag(raw: dict, role: str | None, where: str, ctx: ReadContext) -> bool:
+    """A turn's ``train`` field (default true): false leaves an assistant turn out of the loss."""
+    value = raw.get("train", True)
+    if not isinstance(value, bool):
+        ctx.problem(f"{where}.train", f"expected true or false, got {type(value).__name__}")
+        return True
+    if not value and role != "assistant":
+        ctx.problem(f"{where}.train", f"only an assistant turn can be left out of the loss; this is a {role} turn "
+                                      "(remove 'train')")
+    return value
 
 
 def read_pairs(data: dict, ctx: ReadContext) -> list[Loaded]:

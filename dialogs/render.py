@@ -40,6 +40,7 @@ class RenderedTurns:
     outputs: list[OutputRequest] = field(default_factory=list)  # in the order their signal tokens appear
     input_turns: list[int] = field(default_factory=list)  # index of the dialogue turn of each input
     output_turns: list[int] = field(default_factory=list)  # index of the dialogue turn of each output
+    trained: list[bool] = field(default_factory=list)  # per assistant turn, in order: whether it carries the loss
 
 
 def render_dialogue(dialogue: Dialogue, layout: TokenLayout, turns: list[Turn] | None = None) -> RenderedTurns:
@@ -62,8 +63,12 @@ def render_dialogue(dialogue: Dialogue, layout: TokenLayout, turns: list[Turn] |
         elif turn.role == "assistant":
             if turn.inputs:
                 raise DialogueError(f"{where}.inputs", "an assistant turn cannot attach input media")
+            if turn.outputs and not turn.train:
+                raise DialogueError(f"{where}.train", "a turn left out of the loss (train: false) cannot request "
+                                                      "outputs: their alignment would still be trained")
             text, requests = _assistant_text(turn, layout, where)
             out.turns.append(("assistant", text))
+            out.trained.append(turn.train)
             out.outputs.extend(requests)
             out.output_turns.extend([index] * len(requests))
         elif turn.role == "system":

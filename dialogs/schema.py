@@ -42,6 +42,9 @@ class Turn:
     inputs: list[MediaRef] = field(default_factory=list)
     outputs: list[OutputRequest] = field(default_factory=list)
     tool_name: str | None = None  # for role == "tool": which tool produced this result
+    # assistant turns only: False keeps the turn as context without a loss on it — e.g. a failed tool call whose
+    # error the next assistant turn recovers from: the model learns the recovery, not the mistake
+    train: bool = True
 
 
 @dataclass
@@ -53,7 +56,11 @@ class Dialogue:
     source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for turn in data["turns"]:
+            if turn["train"]:  # the default is not written: files of fully trained dialogues stay as they were
+                del turn["train"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Dialogue":
@@ -64,6 +71,7 @@ class Dialogue:
                 inputs=[MediaRef(**m) for m in t.get("inputs", [])],
                 outputs=[OutputRequest(**o) for o in t.get("outputs", [])],
                 tool_name=t.get("tool_name"),
+                train=t.get("train", True),
             )
             for t in data["turns"]
         ]

@@ -2,7 +2,8 @@
 
 The dialogue is rendered with the same template and placeholder rules as inference (dialogs/render.py), the
 whole text is tokenised in one call exactly as ``nextgpt.pipeline`` tokenises a prompt (so training and
-inference see the same ids), and a token carries a label when its characters overlap an assistant segment —
+inference see the same ids), and a token carries a label when its characters overlap an assistant segment of a
+trained turn (``Turn.train``; a turn marked ``train: false`` stays in the context without a loss) —
 the assistant text, its signal tokens and the template's assistant suffix (``\\n###`` or ``</s>``, which teaches
 stopping) — plus the space that ends the assistant prefix, which inference leaves for the model to generate.
 Everything else is ``IGNORE_INDEX``.
@@ -15,12 +16,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from .layout import TokenLayout
 from .render import DialogueError, RenderedTurns, render_dialogue
 from .schema import Dialogue, MediaRef, OutputRequest
-from .templates import ChatTemplate, RoleTemplate, get_template
+from .templates import ChatTemplate, RoleTemplate, Segment, get_template
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ class EncodedExample:
 
     Attributes:
         input_ids: token ids ``[L]`` (with the tokenizer's BOS if it adds one).
-        labels: ``[L]``, ``IGNORE_INDEX`` except on assistant tokens (signal tokens and stop suffix included).
+        labels: ``[L]``, ``IGNORE_INDEX`` except on assistant tokens (signal tokens and stop suffix included) of
+            turns that are trained (``Turn.train``).
             Not shifted: the LM shifts them (Hugging Face convention).
         inputs: the input media in prompt order; ``media_spans[i]`` are the media-token positions of ``inputs[i]``.
         outputs: the output requests in the order their signal sequences appear; ``signal_spans[i]`` are the
@@ -100,9 +102,10 @@ def encode_dialogue(
     template = get_template(template or layout.template) if not isinstance(template, (RoleTemplate, ChatTemplate)) \
         else template
     whole = render_dialogue(dialogue, layout)  # report rendering problems of the whole dialogue, not a prefix
-    ends = [k for k in range(len(dialogue.turns), 0, -1) if dialogue.turns[k - 1].role == "assistant"]
+    ends = [k for k in range(len(dialogue.turns), 0, -1)
+            if dialogue.turns[k - 1].role == "assistant" and dialogue.turns[k - 1].train]
     if not ends:
-        raise DialogueError("turns", "no assistant turn: the example has nothing to learn")
+        raise DialogueError("turns", "no assistant turn with a loss (train: true): the example has nothing to learn")
     shortest = 0
     for end in ends:
         rendered = whole if end == len(dialogue.turns) else render_dialogue(dialogue, layout, dialogue.turns[:end])
@@ -145,23 +148,40 @@ def _encode(rendered: RenderedTurns, layout: TokenLayout, template: Any) -> Enco
     except ValueError as error:  # a system turn that is not first, ...
         raise DialogueError("turns", str(error)) from None
     text = "".join(s.text for s in segments)
-    ranges, position, previous = [], 0, ""
-    for segment in segments:
-        if segment.is_assistant:
-            # The generation prompt ends with the assistant prefix stripped of trailing spaces, so the model
-            # generates that space itself: it belongs to the target.
-            space = len(previous) - len(previous.rstrip(" "))
-            ranges.append((position - space, position + len(segment.text)))
-        position += len(segment.text)
-        previous = segment.text
-    ids, labels = _tokenize(layout.tokenizer, text, segments, ranges)
+    labelled = labelled_segments(segments, rendered.trained)
+    ids, labels = _tokenize(layout.tokenizer, text, segments, labelled)
     media_spans = _media_spans(ids, rendered.inputs, layout)
     signal_spans = _signal_spans(ids, rendered.outputs, layout)
     return EncodedExample(ids, labels, list(rendered.inputs), list(rendered.outputs), media_spans, signal_spans, text)
 
 
-def _tokenize(tokenizer: Any, text: str, segments: list, ranges: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+def labelled_segments(segments: Sequence[Segment], trained: Sequence[bool]) -> list[bool]:
+    """Per segment, whether it carries the loss: the assistant segments, but not those of turns marked
+    ``train: false`` (``trained`` holds one flag per assistant segment, in order; missing flags count as true)."""
+    flags, number = [], 0
+    for segment in segments:
+        flags.append(segment.is_assistant and (number >= len(trained) or trained[number]))
+        number += segment.is_assistant
+    return flags
+
+
+def loss_ranges(segments: Sequence[Segment], labelled: Sequence[bool]) -> list[tuple[int, int]]:
+    """Character ranges ``[start, end)`` of the joined segments' text that carry the loss: each labelled segment,
+    with the space that ends the assistant prefix before it — the generation prompt ends with that prefix stripped
+    of trailing spaces, so the model generates the space itself."""
+    ranges, position, previous = [], 0, ""
+    for segment, on in zip(segments, labelled):
+        if on:
+            space = len(previous) - len(previous.rstrip(" "))
+            ranges.append((position - space, position + len(segment.text)))
+        position += len(segment.text)
+        previous = segment.text
+    return ranges
+
+
+def _tokenize(tokenizer: Any, text: str, segments: list, labelled: list[bool]) -> tuple[list[int], list[int]]:
     if getattr(tokenizer, "is_fast", False):
+        ranges = loss_ranges(segments, labelled)
         encoded = tokenizer(text, return_offsets_mapping=True)
         ids = list(encoded["input_ids"])
         labels = [
@@ -173,10 +193,10 @@ def _tokenize(tokenizer: Any, text: str, segments: list, ranges: list[tuple[int,
     logger.debug("tokenizer %s is not fast: tokenising per segment", type(tokenizer).__name__)
     ids = list(tokenizer(text[:0])["input_ids"])  # the special tokens it adds (BOS), if any
     labels = [IGNORE_INDEX] * len(ids)
-    for segment in segments:
+    for segment, on in zip(segments, labelled):
         piece = list(tokenizer(segment.text, add_special_tokens=False)["input_ids"])
         ids += piece
-        labels += piece if segment.is_assistant else [IGNORE_INDEX] * len(piece)
+        labels += piece if on else [IGNORE_INDEX] * len(piece)
     return ids, labels
 
 

@@ -107,6 +107,8 @@ def check_loaded(loaded: Loaded, modalities: Sequence[str], output_modalities: S
             problems.extend(_assistant_problems(dialogue.source, text_field, turn, modalities))
     if not any(t.role == "assistant" for t in dialogue.turns):
         report(loaded.field_of(0, "") if dialogue.turns else "turns", "no assistant turn: nothing to learn")
+    elif not any(t.role == "assistant" and t.train for t in dialogue.turns):
+        report(loaded.field_of(0, ""), "every assistant turn has train: false: nothing to learn")
     elif dialogue.turns[-1].role != "assistant":
         report(loaded.field_of(len(dialogue.turns) - 1, ""), "the dialogue ends with a "
                f"{dialogue.turns[-1].role} turn (dropped in training: it has no answer)")

@@ -148,6 +148,23 @@ def test_own_schema_round_trip(tmp_path, writer):
     assert loaded == dialogue
 
 
+def test_train_flag_round_trips_and_is_checked(tmp_path):
+    dialogue = Dialogue([Turn("user", "draw"), Turn("assistant", "<tool_call>{}</tool_call>", train=False),
+                         Turn("tool", "Error: no file", tool_name="draw"), Turn("assistant", "done")], id="t")
+    written = dialogue.to_dict()
+    assert written["turns"][1]["train"] is False and "train" not in written["turns"][3]  # the default is not written
+    (loaded,) = load_dialogues([write_jsonl(tmp_path / "t.jsonl", [written])])
+    assert [t.train for t in loaded.turns] == [True, False, True, True]
+    bad = [{"turns": [{"role": "user", "text": "x", "train": False}, {"role": "assistant", "text": "y"}]},
+           {"turns": [{"role": "user", "text": "x"}, {"role": "assistant", "text": "y", "train": "no"}]},
+           {"turns": [{"role": "user", "text": "x"}, {"role": "assistant", "text": "y", "train": False}]}]
+    problems = validate([write_jsonl(tmp_path / "bad.jsonl", bad)])
+    messages = [f"{p.field}: {p.message}" for p in problems]
+    assert any("turns[0].train: only an assistant turn can be left out of the loss" in m for m in messages)
+    assert any("turns[1].train: expected true or false, got str" in m for m in messages)
+    assert any("every assistant turn has train: false: nothing to learn" in m for m in messages)
+
+
 def test_explicit_format_overrides_detection(tmp_path):
     data = write_json(tmp_path / "g.json", [{"output_image": "o.jpg", "image_captions": "c", "conversations": [
         {"from": "human", "value": "draw"}, {"from": "gpt", "value": "ok <image>"}]}])

@@ -133,6 +133,30 @@ def test_tool_turns_render_as_user_side_results(layout):
     assert example.signal_spans == []  # the forged signal token in the tool result was removed
 
 
+def test_an_untrained_turn_is_context_without_a_loss(layout):
+    """A failed call marked ``train: false`` stays in the prompt; only the recovery and the answer are learned."""
+    wrong = '<tool_call>{"name": "draw", "arguments": {"path": "b.png"}}</tool_call>'
+    right = '<tool_call>{"name": "draw", "arguments": {"path": "a.png"}}</tool_call>'
+    dialogue = Dialogue([Turn("user", "draw a.png"), Turn("assistant", wrong, train=False),
+                         Turn("tool", "Error: no file b.png", tool_name="draw"), Turn("assistant", right),
+                         Turn("tool", "done", tool_name="draw"), Turn("assistant", "Finished.")])
+    example = encode_dialogue(dialogue, layout, "vicuna_v0")
+    assert wrong in example.text
+    assert labelled(example, layout) == f" {right}\n###| Finished.\n###"
+    every = encode_dialogue(Dialogue([Turn(t.role, t.text, tool_name=t.tool_name) for t in dialogue.turns]),
+                            layout, "vicuna_v0")
+    assert every.input_ids == example.input_ids and labelled(every, layout).startswith(f" {wrong}")
+    # truncation ends on a trained turn: the failed call alone teaches nothing
+    short = encode_dialogue(dialogue, layout, "vicuna_v0", max_length=len(example) - 1)
+    assert short.dropped_turns == 2 and short.text.endswith(f"{right}\n###")
+    with pytest.raises(DialogueError, match="no assistant turn with a loss"):
+        encode_dialogue(Dialogue(dialogue.turns[:2]), layout)
+    with pytest.raises(DialogueError, match=r"turns\[1\].train: .* cannot request outputs"):
+        encode_dialogue(Dialogue([Turn("user", "x"), Turn("assistant", "<output:image>", train=False,
+                                                          outputs=[OutputRequest("image", "c")]),
+                                  Turn("user", "y"), Turn("assistant", "z")]), layout)
+
+
 def test_training_prompt_equals_inference_prompt(config, layout):
     class FakeModel:  # what prepare_prompt reads from a NextGPTModel
         def __init__(self):
