@@ -97,6 +97,25 @@ def test_convert_and_regenerate_with_another_seed(tiny_pipe, media_files, tmp_pa
     assert second.files[0]["seed"] == 9 and second.files[0]["path"] != made["path"]
 
 
+def test_a_wrong_path_comes_back_as_the_error_the_toy_world_trains_on_and_a_retry_works(tiny_pipe, media_files,
+                                                                                          tmp_path):
+    """The planner reads exactly ``tool_failure(missing_file(...))`` (apps/agent/specs.py), the text of the toy
+    world's retry dialogues, and can call again with a listed file."""
+    from nextgpt.apps.agent.specs import missing_file, tool_failure
+
+    script = planner()
+    agent = NextGPTAgent(tiny_pipe, tmp_path / "work", planner=script)
+    image = attach(agent, media_files["image"])
+    script.responses = [call("describe_image", {"path": "inputs/drawing.png"}, 1),
+                        call("describe_image", {"path": image}, 2), AIMessage("done")]
+    result = agent.run("What is in this picture?")
+    first, second = tool_results(script)
+    assert first.status == "error" and first.content == tool_failure("describe_image",
+                                                                     missing_file("inputs/drawing.png", [image]))
+    assert second.status == "success" and second.content.startswith(f"image {image} — the model's description")
+    assert result.answer == "done"
+
+
 def test_bad_arguments_and_unknown_tools_go_back_to_the_model(tiny_pipe, tmp_path):
     script = planner(
         call("generate_image", {"description": "x", "steps": 100000}, 1),      # out of bounds

@@ -20,6 +20,7 @@ from typing_extensions import NotRequired
 from nextgpt.dialogs.tool_calls import CALL_CLOSE, CALL_OPEN
 
 from .operations import DEADLINE, DeadlineExceeded
+from .specs import tool_failure
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ class ToolGuard(AgentMiddleware):
             result = handler(request)
         except REPORTED_ERRORS as error:
             logger.info("tool %s failed: %s", call["name"], error)
-            return _error(call, f"{call['name']} failed: {error}")
+            return ToolMessage(content=tool_failure(call["name"], str(error)), name=call["name"],
+                               tool_call_id=call["id"], status="error")
         if isinstance(result, ToolMessage):
             result.content = self._truncate(result.content)
         return result

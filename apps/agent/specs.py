@@ -14,7 +14,7 @@ from .limits import AgentLimits
 from .schemas import DESCRIBE_QUESTION, build_schemas
 
 __all__ = ["ATTACHED", "DESCRIBE_QUESTION", "REGENERATE_DESCRIPTION", "SYSTEM_PROMPT", "MediaTool",
-           "attachment_note", "convert_prompt", "media_tool_specs", "media_tools"]
+           "attachment_note", "convert_prompt", "media_tool_specs", "media_tools", "missing_file", "tool_failure"]
 
 SYSTEM_PROMPT = (
     "You are a media assistant. Use the tools to look at, generate and convert image, audio and video files in "
@@ -64,6 +64,16 @@ def media_tools(inputs: Sequence[str], outputs: Sequence[str], limits: AgentLimi
 def convert_prompt(target: str, source_modality: str) -> str:
     """What ``convert_media`` asks the model when the call gives no instruction."""
     return f"Make {target} that matches this {source_modality}."
+
+
+def missing_file(path: str, files: Sequence[str]) -> str:
+    """Why a tool could not read ``path``, with the files that are there (so the planner can retry with one)."""
+    return f"no file {path!r} in the working folder; files there: {list(files)}"
+
+
+def tool_failure(tool: str, error: str) -> str:
+    """The tool result the planner reads when ``tool`` failed with ``error``."""
+    return f"Error: {tool} failed: {error}"
 
 
 def attachment_note(files: Sequence[tuple[str, str]]) -> str:

@@ -15,6 +15,8 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from nextgpt.decoders.media_io import claim_path
 
+from .specs import missing_file
+
 logger = logging.getLogger(__name__)
 
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # http:, file:, c: (drive letters) ...
@@ -94,7 +96,7 @@ class Workspace:
         if not resolved.is_relative_to(self.root):
             raise WorkspaceError(f"{text!r} leads outside the working folder (through a symlink); refused")
         if must_exist and not resolved.is_file():
-            raise WorkspaceError(f"no file {text!r} in the working folder; files there: {self.listing()}")
+            raise WorkspaceError(missing_file(text, self.listing()))
         return resolved
 
     def relative(self, path: Path) -> str:
