@@ -2,11 +2,13 @@
 checks of the eval set, ``nextgpt toyworld data``."""
 from __future__ import annotations
 
+import ast
 import json
+import re
 
 import pytest
 
-from nextgpt.apps.agent.specs import SYSTEM_PROMPT, attachment_note, media_tool_specs
+from nextgpt.apps.agent.specs import SYSTEM_PROMPT, attachment_note, media_tool_specs, missing_file, tool_failure
 from nextgpt.apps.agent.workspace import mime_type
 from nextgpt.dialogs.loaders import load_dialogues
 from nextgpt.dialogs.tool_calls import parse_tool_calls, render_tool_specs
@@ -96,7 +98,20 @@ def test_eval_checks_point_at_assistant_turns_and_match_the_answers(world):
 
 def test_tool_dialogues_use_the_agent_format(world):
     out, _ = world
+    retries = 0
     for dialogue in load_dialogues([out / "train_tools.jsonl"], format="dialogue"):
+        roles = [t.role for t in dialogue.turns]
+        if len(roles) == 7:  # a failed call (context only, never a target), the agent's error, then the retry
+            retries += 1
+            failed, error = parse_tool_calls(dialogue.turns[2].text).calls[0], dialogue.turns[3]
+            right = parse_tool_calls(dialogue.turns[4].text).calls[0]
+            assert not dialogue.turns[2].train and all(t.train for t in dialogue.turns[3:])
+            assert failed.name == right.name == error.tool_name and failed.arguments["path"] != right.arguments["path"]
+            assert {**failed.arguments, "path": right.arguments["path"]} == right.arguments
+            listed = ast.literal_eval(re.search(r"files there: (\[.*\])$", error.text).group(1))
+            assert error.text == tool_failure(failed.name, missing_file(failed.arguments["path"], listed))
+            assert right.arguments["path"] in listed
+            dialogue.turns[2:4] = []
         roles = [t.role for t in dialogue.turns]
         assert roles == ["system", "user", "assistant", "tool", "assistant"]
         calls = parse_tool_calls(dialogue.turns[2].text)
@@ -108,6 +123,7 @@ def test_tool_dialogues_use_the_agent_format(world):
         path = calls.calls[0].arguments.get("path")
         if path is not None:  # a file the user attached, named as the agent names attachments
             assert dialogue.turns[1].text.endswith(attachment_note([(path, mime_type(path))]))
+    assert retries > 0
 
 
 def test_cli_toyworld_data(tmp_path, capsys, monkeypatch):

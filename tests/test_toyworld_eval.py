@@ -74,9 +74,44 @@ def test_evaluate_checkpoint_reports_every_field(tiny_pipe, untrained, tmp_path)
     assert all(0.0 <= v <= 1.0 for targets in report["per_attribute"].values() for names in targets.values()
                for v in names.values())
     assert report["counts"]["per_kind"]["tools"] == 3  # one planned call per modality, judged field by field
-    assert 0.0 <= report["tool_calls"] <= 1.0
+    assert report["counts"]["per_kind"]["tool_retry"] == 3  # and one call after a failed one's error
+    assert 0.0 <= report["tool_calls"] <= 1.0 and 0.0 <= report["tool_retries"] <= 1.0
     table = format_report(report)
-    assert "retrieval_at_1" in table and "CIDEr-D" in table and "tool calls" in table
+    assert "retrieval_at_1" in table and "CIDEr-D" in table and "tool calls" in table and "retried" in table
+
+
+def test_a_retry_is_judged_after_the_given_failed_call_and_its_error(tmp_path):
+    """The failed call (train: false) is put in the history as the model's, the error is sent as the agent sends a
+    tool result, and only the call after it is judged."""
+    from types import SimpleNamespace
+
+    from nextgpt.dialogs.tool_calls import parse_tool_calls, render_tool_call
+    from nextgpt.eval.toyworld_eval import _run_dialogue, load_eval_set
+
+    build_dataset(tmp_path, seed=0, sizes=DatasetSizes(pairs=1, instructions=1, dialogues=1, tools=1, eval=1))
+    kind, dialogue, checks = next(item for item in load_eval_set(tmp_path) if item[0] == "tool_retry")
+    failed, error = dialogue.turns[2], dialogue.turns[3]
+    assert not failed.train and error.role == "tool" and "files there:" in error.text
+
+    class Conversation:
+        def __init__(self):
+            self.messages, self.asked = [], []
+
+        def say(self, text, media=()):
+            self.asked.append(text)
+            self.messages.append(SimpleNamespace(role="user", text=text))
+            seen = "\n".join(m.text for m in self.messages)
+            # answers with the file the error lists when it has seen the failed call and the error, else wrongly
+            path = checks[0].attributes["path"] if failed.text in seen and "files there:" in text else "inputs/x.png"
+            call = parse_tool_calls(failed.text).calls[0]
+            return SimpleNamespace(text=render_tool_call(call.name, {**call.arguments, "path": path}), media=[])
+
+    conversation = Conversation()
+    pipe = SimpleNamespace(conversation=lambda system=None, options=None: conversation)
+    (result,) = _run_dialogue(pipe, kind, dialogue, checks, None, None)
+    assert result.correct and result.kind == "tool_retry"
+    assert len(conversation.asked) == 1 and conversation.asked[0].startswith("<tool_result")
+    assert [m.role for m in conversation.messages] == ["user", "assistant", "user"]
 
 
 def _call(name, **arguments):

@@ -155,7 +155,7 @@ def test_llm_is_deterministic_by_seed(tmp_path):
 def test_dialogue_text_is_vicuna_v0_with_captioned_placeholders():
     from nextgpt.toyworld.train_llm import dialogue_texts
 
-    texts = dialogue_texts("train", 40, seed=0)
+    texts = [t.text for t in dialogue_texts("train", 40, seed=0)]
     assert len(texts) == 40
     assert all(t.startswith("### Human: ") and "### Assistant: " in t for t in texts)
     assert not any(f"<{m}>" in t for t in texts for m in ("image", "audio", "video"))  # placeholders captioned
@@ -167,17 +167,25 @@ def test_tool_dialogues_are_rendered_in_the_agent_format_and_trained_whole(llm_r
     from nextgpt.llm import load_tokenizer
     from nextgpt.toyworld.train_llm import TOOL_BLOCK, _rows, dialogue_texts
 
-    texts = dialogue_texts("train", 12, seed=0, tools=True)
+    labelled_texts = dialogue_texts("train", 12, seed=0, tools=True)
+    texts = [t.text for t in labelled_texts]
     assert len(texts) == 12 and all(t.startswith(SYSTEM_PROMPT) for t in texts)
     assert all("### Assistant: <tool_call>" in t and '<tool_result name="' in t for t in texts)
     out, report = llm_run
     assert report.extra["tool_dialogues"] == 30 and report.extra["tool_rows"] == 2
     assert report.extra["tool_tokens_max"] <= TOOL_BLOCK  # the agent's prompt fits a row with the toy BPE
     tokenizer = load_tokenizer(LLMConfig(path="llm", tokenizer="tokenizer"), base_dir=out)
-    ids, labels = _rows(tokenizer, texts[:2], TOOL_BLOCK)
+    ids, labels = _rows(tokenizer, labelled_texts[:2], TOOL_BLOCK)
     assert ids.shape == labels.shape == (2, TOOL_BLOCK)
     labelled = tokenizer.decode(ids[0][labels[0] != -100])
     assert "<tool_call>" in labelled and "describe_image(" not in labelled  # the answers, not the tool list
     assert (labels[0][ids[0] == tokenizer.pad_token_id] == -100).all()
     with pytest.raises(ValueError, match="does not fit a row of 64"):
-        _rows(tokenizer, texts[:1], 64)
+        _rows(tokenizer, labelled_texts[:1], 64)
+    # a retry dialogue: the failed call is context, the call after the error and the answer are the targets
+    retry = next(t for t in dialogue_texts("train", 40, seed=0, tools=True) if "files there:" in t.text)
+    ids, labels = _rows(tokenizer, [retry], TOOL_BLOCK)
+    targets = tokenizer.decode(ids[0][labels[0] != -100])
+    assert targets.count("<tool_call>") == 1 and "failed" not in targets
+    failed_call = retry.text.split("### Assistant:")[1].split("\n###")[0]
+    assert failed_call.strip().startswith("<tool_call>") and failed_call.strip() not in targets

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from nextgpt.dialogs.loaders import load_dialogues
 from nextgpt.dialogs.schema import Dialogue
-from nextgpt.dialogs.tool_calls import parse_tool_calls
+from nextgpt.dialogs.tool_calls import parse_tool_calls, render_tool_result
 from nextgpt.toyworld.dataset import EVAL_FILES
 from nextgpt.toyworld.dialogues import TOOL_CALL, Check
 from nextgpt.toyworld.language import TEMPLATES, caption, parse_caption
@@ -31,7 +31,7 @@ from .metrics import cider_d, corpus_bleu
 logger = logging.getLogger(__name__)
 
 REPORT_NAME = "eval_toyworld.json"
-OPTIONAL_EVAL_FILES = ("tools",)  # eval files a world written by an older version may lack
+OPTIONAL_EVAL_FILES = ("tools", "tool_retries")  # eval files a world written by an older version may lack
 
 
 @dataclass
@@ -113,18 +113,27 @@ def _judge(response: Any, check: Check, classifiers: Any) -> dict[str, bool]:
 
 def _run_dialogue(pipe: Any, kind: str, dialogue: Dialogue, checks: list[Check], classifiers: Any,
                   options: Any) -> list[TurnResult]:
-    from nextgpt.types import Media
+    from nextgpt.types import Media, Message
 
     by_turn = {c.turn: c for c in checks}
     system = "\n".join(turn.text for turn in dialogue.turns if turn.role == "system") or None
     conversation = pipe.conversation(system=system, options=options)
     results = []
-    for index, turn in enumerate(dialogue.turns):
-        if turn.role != "user":
+    turns = dialogue.turns
+    for index, turn in enumerate(turns):
+        if turn.role == "assistant" and not turn.train:  # given, not asked for: e.g. the failed call of a retry
+            conversation.messages.append(Message("assistant", turn.text))
+            continue
+        if turn.role not in ("user", "tool"):
             continue
         check = by_turn.get(index + 1)
         media = [Media(ref.modality, ref.path) for ref in turn.inputs]
-        response = conversation.say(turn.text, media=media)
+        # a tool result is a user-side turn, as the agent sends it (apps/agent/messages.py)
+        text = render_tool_result(turn.tool_name or "tool", turn.text) if turn.role == "tool" else turn.text
+        if index + 1 < len(turns) and turns[index + 1].role == "assistant" and not turns[index + 1].train:
+            conversation.messages.append(Message.user(text, media=media))
+            continue
+        response = conversation.say(text, media=media)
         if check is None:
             continue
         produced = [m.modality for m in response.media]
@@ -223,7 +232,8 @@ def summarize(results: list[TurnResult], retrieval: dict[str, float | None]) -> 
     for r in results:
         if r.kind == "multiturn" or not r.attributes:
             continue
-        target = {"captioning": r.check.about, "tools": r.check.attributes.get("tool")}.get(r.kind, r.check.produce)
+        tool = r.check.attributes.get("tool")
+        target = {"captioning": r.check.about, "tools": tool, "tool_retry": tool}.get(r.kind, r.check.produce)
         for name, ok in r.attributes.items():
             by_attribute.setdefault(r.kind, {}).setdefault(target, {}).setdefault(name, []).append(ok)
     captions = [r for r in results if r.kind == "captioning"]
@@ -239,11 +249,12 @@ def summarize(results: list[TurnResult], retrieval: dict[str, float | None]) -> 
         "tool_calls": _mean([r.correct for r in calls]),
         "tool_calls_by_kind": {kind: _mean([r.correct for r in calls if r.check.attributes["tool"].startswith(kind)])
                                for kind in ("describe", "generate", "convert")},
+        "tool_retries": _mean([r.correct for r in results if r.kind == "tool_retry"]),
         "bleu4": corpus_bleu(candidates, references) if captions else None,
         "cider_d": cider_d(candidates, references) if len(captions) > 1 else None,
         "counts": {"turns": len(results), "dialogues": len(dialogues),
                    "per_kind": {k: sum(r.kind == k for r in results) for k in
-                                ("captioning", "generation", "conversion", "multiturn", "tools")}},
+                                ("captioning", "generation", "conversion", "multiturn", "tools", "tool_retry")}},
     }
 
 
@@ -295,6 +306,8 @@ def format_report(report: dict) -> str:
     if report.get("tool_calls") is not None:
         kinds = " ".join(f"{k} {_cell(v)}" for k, v in report.get("tool_calls_by_kind", {}).items())
         lines.append(f"tool calls (planned right, agent prompt): {_cell(report['tool_calls'])}   ({kinds})")
+    if report.get("tool_retries") is not None:
+        lines.append(f"tool calls after a failed call's error (retried right): {_cell(report['tool_retries'])}")
     for kind, targets in report.get("per_attribute", {}).items():
         cells = [f"{m} " + " ".join(f"{name} {_cell(value)}" for name, value in names.items())
                  for m, names in targets.items()]

@@ -8,8 +8,9 @@ Layout of ``out_dir`` (every data file is JSONL of ``Dialogue.to_dict()``; media
     train_generation.jsonl      stage 2: caption → X pairs
     train_instructions.jsonl    stage 3, T2M-style: text → X, X → text, X → Y (the cross-modal rule)
     train_dialogues.jsonl       stage 3, MosIT-style multi-turn dialogues that switch modalities
-    train_tools.jsonl           stage 3: tool-call dialogues in the agent's format
-    eval_{captioning,generation,conversion,dialogues,tools}.jsonl   held-out combinations and phrasings
+    train_tools.jsonl           stage 3: tool-call dialogues in the agent's format (some with a failed call and
+                                its retry)
+    eval_{captioning,generation,conversion,dialogues,tools,tool_retries}.jsonl   held-out combinations and phrasings
     targets.jsonl          {"id", "file", "kind", "checks"} per eval dialogue (what a right answer is)
 """
 from __future__ import annotations
@@ -32,7 +33,8 @@ from .world import MODALITIES, Meaning, convert, sample
 logger = logging.getLogger(__name__)
 
 EXTENSIONS = {"image": ".png", "audio": ".wav", "video": ".mp4"}
-EVAL_FILES = ("captioning", "generation", "conversion", "dialogues", "tools")
+EVAL_FILES = ("captioning", "generation", "conversion", "dialogues", "tools", "tool_retries")
+RETRY_SHARE = 3  # train_tools.jsonl: one tool dialogue with a failed call and its retry per 3 without
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,9 @@ def _examples(builder: Builder, split: Split, part: str, sizes: DatasetSizes) ->
     def draw(pool: list, count: int) -> list:
         return sample(pool, count, rng)
 
+    def everything(count: int) -> list[Meaning]:
+        return draw([m for mod in MODALITIES for m in pools[mod]], count)
+
     if part == "eval":
         return {
             "captioning": [builder.captioning(m) for mod in MODALITIES for m in draw(pools[mod], sizes.eval)],
@@ -117,6 +122,8 @@ def _examples(builder: Builder, split: Split, part: str, sizes: DatasetSizes) ->
                           for _ in range(sizes.eval * len(MODALITIES))],
             # last, so the files above stay what they were before tool calls were evaluated
             "tools": [builder.tool_use(m, targets(m)) for mod in MODALITIES for m in draw(pools[mod], sizes.eval)],
+            "tool_retries": [builder.tool_use(m, targets(m), retry=True) for mod in MODALITIES
+                             for m in draw(pools[mod], sizes.eval)],
         }
     instructions = []
     for _ in range(sizes.instructions):
@@ -133,8 +140,8 @@ def _examples(builder: Builder, split: Split, part: str, sizes: DatasetSizes) ->
         "generation": [builder.pair(m, "generation") for mod in MODALITIES for m in draw(pools[mod], sizes.pairs)],
         "instructions": instructions,
         "dialogues": [builder.multiturn(pools, targets, int(rng.integers(2, 5))) for _ in range(sizes.dialogues)],
-        "tools": [builder.tool_use(m, targets(m)) for m in
-                  draw([m for mod in MODALITIES for m in pools[mod]], sizes.tools)],
+        "tools": [builder.tool_use(m, targets(m)) for m in everything(sizes.tools)]
+        + [builder.tool_use(m, targets(m), retry=True) for m in everything(sizes.tools // RETRY_SHARE)],
     }
 
 

@@ -11,13 +11,22 @@ from typing import Callable
 
 import numpy as np
 
-from nextgpt.apps.agent.specs import attachment_note
+from nextgpt.apps.agent.specs import attachment_note, missing_file, tool_failure
 from nextgpt.dialogs.formats import CAPTION_PROMPT
 from nextgpt.dialogs.schema import OUTPUT_MARKER, Dialogue, MediaRef, OutputRequest, Turn
 from nextgpt.dialogs.tool_calls import render_tool_call, render_tool_specs
 
 from .language import PLACE, WORDS, caption
-from .prompts import ANSWERS, ATTRIBUTE_WORDS, NOUN, TOOL_SYSTEM, instruction_phrasings, tool_specs
+from .prompts import (
+    ANSWERS,
+    ATTRIBUTE_WORDS,
+    MODEL_MODALITIES,
+    NOUNS,
+    TOOL_SYSTEM,
+    instruction_phrasings,
+    tool_specs,
+    with_articles,
+)
 from .split import Split
 from .world import Meaning, convert, linked_attributes
 
@@ -60,16 +69,20 @@ class Builder:
     def caption(self, meaning: Meaning) -> str:
         return caption(meaning, self._choice(self.split.phrasings(meaning.modality, self.part)), self.rng)
 
+    def noun(self, modality: str) -> str:
+        """A word for ``modality`` in a request (``picture``, ``image``, ``drawing``)."""
+        return self._choice(NOUNS[modality])
+
     def instruction(self, task: str, **words: str) -> str:
-        return self._choice(instruction_phrasings(task, self.part)).format(**words)
+        return with_articles(self._choice(instruction_phrasings(task, self.part)).format(**words))
 
     def answer(self, task: str, **words: str) -> str:
-        return self._choice(ANSWERS[task]).format(**words)
+        return with_articles(self._choice(ANSWERS[task]).format(**words))
 
     # ---- turns -------------------------------------------------------------------------------------------
     def _generate_turns(self, meaning: Meaning) -> tuple[Turn, Turn]:
         text = self.caption(meaning)
-        user = Turn("user", self.instruction("generate", noun=NOUN[meaning.modality], caption=text))
+        user = Turn("user", self.instruction("generate", noun=self.noun(meaning.modality), caption=text))
         return user, self._output_turn("generate", meaning, caption=text)
 
     def _output_turn(self, task: str, meaning: Meaning, **words: str) -> Turn:
@@ -79,13 +92,13 @@ class Builder:
         return Turn("assistant", self.answer(task, marker=marker, **words), outputs=[request])
 
     def _describe_turns(self, meaning: Meaning) -> tuple[Turn, Turn]:
-        noun = NOUN[meaning.modality]
+        noun = self.noun(meaning.modality)
         user = Turn("user", self.instruction("describe", placeholder=f"<{meaning.modality}>", noun=noun),
                     inputs=[MediaRef(meaning.modality, self.media(meaning))])
         return user, Turn("assistant", self.answer("describe", caption=self.caption(meaning), noun=noun))
 
     def _convert_turns(self, source: Meaning, target: Meaning, *, previous: bool) -> tuple[Turn, Turn]:
-        words = {"noun": NOUN[source.modality], "target": NOUN[target.modality], "modality": source.modality,
+        words = {"noun": self.noun(source.modality), "target": self.noun(target.modality), "modality": source.modality,
                  "target_modality": target.modality}
         if previous:
             user = Turn("user", self.instruction("convert_previous", **words))
@@ -169,16 +182,22 @@ class Builder:
             checks.append(check)
         return Example(Dialogue(turns), checks, "multiturn")
 
-    def tool_use(self, meaning: Meaning, targets: list[str]) -> Example:
+    def tool_use(self, meaning: Meaning, targets: list[str], *, retry: bool = False) -> Example:
         """A dialogue in the agent's tool-call format, with the agent's own system prompt, tool list, attachment
         note and tool-result texts (apps/agent/specs.py, operations.py): describe, generate or convert one item.
 
-        Its check (for the eval set) judges the first assistant turn, the call: ``produce`` is ``tool_call`` and
-        ``attributes`` hold the tool's name (``tool``) and what its arguments must say: the item's attributes (read
-        from the description), or the ``path`` and ``to`` of the call."""
-        modality, noun = meaning.modality, NOUN[meaning.modality]
+        ``retry=True`` (describe or convert only): the first call names a file that is not there (a name the model
+        might confuse with the attachment's), the tool answers with the agent's error that lists the files, and
+        the model calls again with the right one. The failed call is ``train=False``: context the model learns to
+        recover from, never a target (kind ``tool_retry``).
+
+        Its check (for the eval set) judges the call the model writes (after the error, for a retry): ``produce``
+        is ``tool_call`` and ``attributes`` hold the tool's name (``tool``) and what its arguments must say: the
+        item's attributes (read from the description), or the ``path`` and ``to`` of the call."""
+        modality, noun = meaning.modality, self.noun(meaning.modality)
         system = Turn("system", TOOL_SYSTEM + "\n\n" + render_tool_specs(tool_specs()))
-        kind = self._choice(["generate", "describe"] + (["convert"] if targets else []))
+        kinds = ([] if retry else ["generate"]) + ["describe"] + (["convert"] if targets else [])
+        kind = self._choice(kinds)
         source = self._attachment(modality)
         attached = attachment_note([(source, _MIME[modality])])
         if kind == "generate":
@@ -199,16 +218,34 @@ class Builder:
             final = f"{source} shows {text}."
         else:
             target = self._choice(targets)
-            words = {"noun": noun, "target": NOUN[target], "modality": modality, "target_modality": target}
+            words = {"noun": noun, "target": self.noun(target), "modality": modality, "target_modality": target}
             user = self.instruction("convert", placeholder="", **words).lstrip("\n") + attached
             call, name = {"path": source, "to": target}, "convert_media"
             expected = {"path": source, "to": target}
             made = self._made(target)
             result = f"generated {target} from {source}: {made} ({_MIME[target]}, seed 0)"
             final = f"I made {made}."
-        turns = [system, Turn("user", user), Turn("assistant", render_tool_call(name, call)),
-                 Turn("tool", result, tool_name=name), Turn("assistant", final)]
-        return Example(Dialogue(turns), [Check(2, TOOL_CALL, modality, {"tool": name, **expected})], "tools")
+        turns = [system, Turn("user", user)]
+        if retry:
+            wrong = self._wrong_path(source)
+            others = int(self.rng.integers(3))  # earlier outputs in the folder, as a workspace collects them
+            there = sorted({source, *(self._made(self._choice(MODEL_MODALITIES)) for _ in range(others))})
+            turns += [Turn("assistant", render_tool_call(name, {**call, "path": wrong}), train=False),
+                      Turn("tool", tool_failure(name, missing_file(wrong, there)), tool_name=name)]
+        check = Check(len(turns), TOOL_CALL, modality, {"tool": name, **expected})
+        turns += [Turn("assistant", render_tool_call(name, call)), Turn("tool", result, tool_name=name),
+                  Turn("assistant", final)]
+        return Example(Dialogue(turns), [check], "tool_retry" if retry else "tools")
+
+    def _wrong_path(self, source: str) -> str:
+        """A name the planner might write instead of ``source``: another stem, or the number dropped or changed."""
+        folder, name = source.split("/", 1)
+        stem, suffix = name.rsplit(".", 1)
+        base = stem.rsplit("-", 1)[0] if stem.rsplit("-", 1)[-1].isdigit() else stem
+        stems = next(s for m, s in _FILE_STEMS.items() if f".{suffix}" == _EXTENSIONS[m])
+        options = [f"{other}.{suffix}" for other in stems if other != base]
+        options += [f"{base}.{suffix}" if base != stem else f"{base}-{int(self.rng.integers(2, 100))}.{suffix}"]
+        return f"{folder}/{self._choice([o for o in options if f'{folder}/{o}' != source])}"
 
     def _attachment(self, modality: str) -> str:
         """A user's file as the agent imports it (its own name under ``inputs/``): ``inputs/photo-12.png``."""

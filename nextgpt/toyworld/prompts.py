@@ -5,15 +5,25 @@ task is held out of training (split.py's rule for captions applies to instructio
 """
 from __future__ import annotations
 
+import re
+
 from nextgpt.apps.agent.specs import DESCRIBE_QUESTION, SYSTEM_PROMPT, convert_prompt, media_tool_specs
 
-NOUN = {"image": "picture", "audio": "sound", "video": "video"}
+NOUNS: dict[str, tuple[str, ...]] = {  # the words a request may use for each modality; the first is the usual one
+    "image": ("picture", "image", "drawing"),
+    "audio": ("sound", "audio clip", "tone"),
+    "video": ("video", "animation", "movie"),
+}
+NOUN = {modality: words[0] for modality, words in NOUNS.items()}
 
 INSTRUCTIONS: dict[str, tuple[str, ...]] = {
     "generate": (
         "Make a {noun} of {caption}.",
         "Show me {caption}, as a {noun}.",
         "Can you create a {noun}: {caption}?",
+        "I would like a {noun} of {caption}.",
+        "Generate a {noun}: {caption}.",
+        "Create {caption} as a {noun}.",
         "Please generate a {noun} with {caption}.",
     ),
     "describe": (
@@ -21,6 +31,9 @@ INSTRUCTIONS: dict[str, tuple[str, ...]] = {
         "{placeholder}\nDescribe this {noun}.",
         "{placeholder}\nCaption this {noun}, please.",
         "{placeholder}\n" + DESCRIBE_QUESTION,  # what the agent's describe tools ask
+        "{placeholder}\nWhat does this {noun} show?",
+        "{placeholder}\nGive me a caption for this {noun}.",
+        "{placeholder}\nExplain this {noun} in words.",
         "{placeholder}\nTell me about this {noun}.",
     ),
     "convert": (
@@ -28,12 +41,17 @@ INSTRUCTIONS: dict[str, tuple[str, ...]] = {
         "{placeholder}\nTurn this {noun} into a {target}.",
         "{placeholder}\nWhat would this {noun} be as a {target}? Show me.",
         "{placeholder}\n" + convert_prompt("{target_modality}", "{modality}"),  # what convert_media asks
+        "{placeholder}\nConvert this {noun} to a {target}.",
+        "{placeholder}\nCreate a {target} from this {noun}.",
+        "{placeholder}\nGive me a {target} version of this {noun}.",
         "{placeholder}\nShow me this {noun} as a {target}.",
     ),
     "convert_previous": (
         "Now make a {target} for it.",
         "Turn that into a {target}.",
         "Can I have it as a {target} too?",
+        "Convert it to a {target}.",
+        "Make one more: a {target} of it.",
         "And as a {target}?",
     ),
     "ask": (
@@ -58,6 +76,11 @@ ATTRIBUTE_WORDS = {"colour": "colour", "shape": "shape", "size": "size", "positi
 
 MODEL_MODALITIES = ("image", "video", "audio")  # the toy model's modalities, in its config's order
 TOOL_SYSTEM = SYSTEM_PROMPT  # the agent's own system prompt: the model plans with what it was trained on
+
+
+def with_articles(text: str) -> str:
+    """``a`` before a vowel becomes ``an`` (``a image`` → ``an image``): the templates say ``a {noun}``."""
+    return re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", text)
 
 
 def instruction_phrasings(task: str, part: str) -> list[str]:

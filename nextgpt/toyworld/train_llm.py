@@ -35,10 +35,12 @@ from .world import MODALITIES, Meaning, all_meanings
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TOY_LLAMA", "VOCAB_SIZE", "LLMReport", "dialogue_texts", "train_toy_llm", "train_toy_tokenizer"]
+__all__ = ["TOY_LLAMA", "VOCAB_SIZE", "LLMReport", "LabelledText", "dialogue_texts", "train_toy_llm",
+           "train_toy_tokenizer"]
 
 VOCAB_SIZE = 768
-TOOL_BLOCK = 640  # tokens of a tool-call dialogue row (the agent's prompt alone is ≈ 480 with the toy BPE)
+TOOL_BLOCK = 768  # tokens of a tool-call dialogue row (the agent's prompt alone is ≈ 480 with the toy BPE; a
+# dialogue with a failed call and its retry up to ≈ 700); a step computes only up to its longest row
 SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
 TEMPLATE = "vicuna_v0"
 TOY_LLAMA: dict[str, Any] = {
@@ -79,13 +81,24 @@ def _meanings_by_key() -> dict[str, Meaning]:
     return {m.key: m for modality in MODALITIES for m in all_meanings(modality)}
 
 
-def dialogue_texts(part: str, count: int, seed: int, split: Split | None = None, *, tools: bool = False) -> list[str]:
+@dataclass(frozen=True)
+class LabelledText:
+    """A dialogue rendered in the template and the character ranges of it that carry the loss: the assistant's
+    answers (with their end marker) of the turns that are trained — a ``train: false`` turn is context only."""
+
+    text: str
+    ranges: tuple[tuple[int, int], ...]
+
+
+def dialogue_texts(part: str, count: int, seed: int, split: Split | None = None, *,
+                   tools: bool = False) -> list[LabelledText]:
     """``count``-ish dialogues of the split's ``part`` (``train``/``eval``) rendered in the vicuna_v0 template,
     input placeholders replaced by a caption of the item (a phrasing of that part). No media is rendered.
 
     ``tools=True`` gives the tool-call dialogues instead (training meanings; the agent's system prompt, tool list
     and results, a result as a user turn as ``dialogs/render.py`` writes it)."""
     from nextgpt.dialogs.templates import get_template
+    from nextgpt.dialogs.tokenize import labelled_segments, loss_ranges
     from nextgpt.dialogs.tool_calls import render_tool_result
 
     from .dataset import DatasetSizes, _examples
@@ -96,7 +109,7 @@ def dialogue_texts(part: str, count: int, seed: int, split: Split | None = None,
     by_key = _meanings_by_key()
     rng = np.random.default_rng(seed)
     builder = Builder(split, part, lambda meaning: meaning.key, rng)
-    texts: list[str] = []
+    texts: list[LabelledText] = []
     while len(texts) < count:
         if tools:
             sizes = DatasetSizes(pairs=0, instructions=0, dialogues=0, tools=count, eval=1)
@@ -117,7 +130,10 @@ def dialogue_texts(part: str, count: int, seed: int, split: Split | None = None,
                         turns.append(("user", render_tool_result(turn.tool_name or "tool", text)))
                     else:
                         turns.append((turn.role, text))
-                texts.append(template.render(turns, add_generation_prompt=False))
+                segments = template.segments(turns, add_generation_prompt=False)
+                trained = [t.train for t in example.dialogue.turns if t.role == "assistant"]
+                ranges = loss_ranges(segments, labelled_segments(segments, trained))
+                texts.append(LabelledText("".join(s.text for s in segments), tuple(ranges)))
     order = rng.permutation(len(texts))[:count]
     return [texts[i] for i in order]
 
@@ -150,35 +166,17 @@ def train_toy_tokenizer(texts: Iterable[str], vocab_size: int = VOCAB_SIZE) -> A
                                    eos_token="</s>", pad_token="<pad>", model_max_length=2048, padding_side="left")
 
 
-ASSISTANT = "### Assistant:"
-END = "\n###"
-
-
-def _assistant_spans(text: str) -> list[tuple[int, int]]:
-    """Character spans of the assistant's answers in a rendered dialogue (each up to and including its end
-    marker, which the model must learn to emit)."""
-    spans, start = [], text.find(ASSISTANT)
-    while start >= 0:
-        begin = start + len(ASSISTANT)
-        end = text.find(END, begin)
-        end = len(text) if end < 0 else end + len(END)
-        spans.append((begin, end))
-        start = text.find(ASSISTANT, end)
-    return spans
-
-
-def _labelled(tokenizer: Any, texts: list[str]) -> Iterable[tuple[list[int], list[int]]]:
-    """``<s> text </s>`` token ids of each text and its labels: the ids on the assistant's answers (and the end
-    token), -100 elsewhere."""
-    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+def _labelled(tokenizer: Any, texts: list[LabelledText]) -> Iterable[tuple[list[int], list[int]]]:
+    """``<s> text </s>`` token ids of each text and its labels: the ids that start inside its loss ranges (the
+    trained answers) and the end token; -100 elsewhere."""
+    encoded = tokenizer([t.text for t in texts], add_special_tokens=False, return_offsets_mapping=True)
     for text, tokens, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"]):
-        spans = _assistant_spans(text)
-        keep = [any(a <= start < b for a, b in spans) for start, _ in offsets]
+        keep = [any(a <= start < b for a, b in text.ranges) for start, _ in offsets]
         yield ([tokenizer.bos_token_id, *tokens, tokenizer.eos_token_id],
                [-100, *[t if k else -100 for t, k in zip(tokens, keep)], tokenizer.eos_token_id])
 
 
-def _rows(tokenizer: Any, texts: list[str], block: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _rows(tokenizer: Any, texts: list[LabelledText], block: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One text per ``[block]`` row, padded at the end (labels -100 there): for the long tool-call dialogues,
     which must be seen whole — the system prompt that lists the tools is what makes a request a tool call.
 
@@ -195,7 +193,7 @@ def _rows(tokenizer: Any, texts: list[str], block: int) -> tuple[torch.Tensor, t
     return torch.tensor(ids), torch.tensor(labels)
 
 
-def _pack(tokenizer: Any, texts: list[str], block: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _pack(tokenizer: Any, texts: list[LabelledText], block: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``<s> text </s>`` of every text, concatenated and cut into ``[N, block]`` rows (the tail dropped), and the
     labels: the token ids on the assistant's answers, -100 elsewhere.
 
@@ -217,7 +215,10 @@ def _step_loss(model: Any, blocks: tuple[torch.Tensor, torch.Tensor], rows: torc
                ) -> tuple[torch.Tensor, int]:
     """Mean next-token loss of ``rows`` of ``blocks`` and how many tokens it averages."""
     labels = blocks[1][rows]
-    return model(input_ids=blocks[0][rows], labels=labels).loss, int((labels[:, 1:] != -100).sum())
+    # columns after the last labelled token of every row (the padding of short tool rows) change nothing: cut them
+    width = int((labels != -100).any(0).nonzero().max()) + 1 if (labels != -100).any() else labels.shape[1]
+    labels = labels[:, :width]
+    return model(input_ids=blocks[0][rows][:, :width], labels=labels).loss, int((labels[:, 1:] != -100).sum())
 
 
 def _mean_of(*parts: tuple[torch.Tensor, int]) -> tuple[torch.Tensor, int]:
@@ -277,7 +278,7 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
     eval_text = dialogue_texts("eval", eval_dialogues, seed + 1, split)
     fresh_text = dialogue_texts("train", eval_dialogues, seed + 2, split)
     tool_text = dialogue_texts("train", tool_dialogues, seed + 3, split, tools=True) if tool_dialogues else []
-    tokenizer = train_toy_tokenizer(train_text + tool_text, vocab_size)
+    tokenizer = train_toy_tokenizer([t.text for t in train_text + tool_text], vocab_size)
     tokenizer.save_pretrained(out / "tokenizer")
     train_blocks = _pack(tokenizer, train_text, block)
     tool_blocks = _rows(tokenizer, tool_text, tool_block) if tool_text and tool_rows else None
@@ -325,7 +326,8 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
                        {"train_seconds": train_seconds, "batch_size": batch_size, "block": block, "lr": lr,
                         "seed": seed, "template": TEMPLATE, "tool_dialogues": len(tool_text),
                         "tool_rows": tool_rows if tool_blocks is not None else 0, "tool_block": tool_block,
-                        "tool_tokens_max": max((len(t) for t in tokenizer(tool_text)["input_ids"]), default=0)})
+                        "tool_tokens_max": max((len(t) for t in tokenizer([t.text for t in tool_text])["input_ids"]),
+                                               default=0)})
     (out / "llm_report.json").write_text(json.dumps({k: v for k, v in report.to_dict().items() if k != "losses"},
                                                     indent=2) + "\n")
     logger.info("toy LLM: perplexity %.3f on held-out (eval split) text, %.3f on fresh training text, %.0f s",
