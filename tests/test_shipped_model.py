@@ -23,18 +23,20 @@ from nextgpt.toyworld.split import make_split
 OUTPUTS = {"image", "audio", "video"}
 
 # Measured on the shipped model (4 held-out meanings each, held-out phrasing, greedy, seed 0): routed right image
-# 3/4 (one answered in words), audio 4/4, video 2/4 (two answered with a picture: the model read the request as a
-# conversion — a regression of this build, docs/toyworld.md). Generation (of the routed ones) image shape, colour,
-# size and position 1.00 (3 items); audio rhythm 0.50, pitch 0.25, timbre 0.00; video colour 0.50, direction 0.50,
-# shape 0.00 (2 items). Description image every attribute 1.00; audio pitch 0.75, timbre 0.75 (rhythm 0.25: the
+# 4/4, audio 4/4, video 2/4 (two answered in words: "Please generate a video with ..." is read as a description
+# request; no answer made a wrong modality). Generation (of the routed ones) image shape 0.75, colour, size and
+# position 1.00; audio timbre 0.75, rhythm 0.75, pitch 0.25; video shape 0.50, colour 0.50, direction 0.00 (2 items).
+# Description image shape 0.75, colour, size and position 1.00; audio timbre 1.00, pitch 0.25, rhythm 0.25 (the
 # encoder reads held-out rhythm from the pitch); video colour 1.00, direction 1.00, shape 0.50. The audio and video
-# decoders follow neither pitch nor direction (docs/toyworld.md). A floor is one miss below what was measured.
-ROUTED_FLOORS = {"image": 2, "audio": 3, "video": 1}
-WRONG_MODALITY_CEILINGS = {"image": 0, "audio": 0, "video": 2}  # video requests answered with a picture: 2 of 4
-GENERATION_FLOORS = {"image": {"shape": 0.66, "colour": 0.66, "size": 0.66, "position": 0.66},
-                     "audio": {"rhythm": 0.25}, "video": {}}
-CAPTION_FLOORS = {"image": {"shape": 0.75, "colour": 0.75, "size": 0.75, "position": 0.75},
-                  "audio": {"pitch": 0.5, "timbre": 0.5}, "video": {"colour": 0.75, "direction": 0.75, "shape": 0.25}}
+# decoders follow neither pitch nor direction (docs/toyworld.md). A floor is one miss below what was measured; an
+# attribute measured at ≤ 0.25 (or on 2 items) has none.
+ROUTED_FLOORS = {"image": 3, "audio": 3, "video": 1}
+WRONG_MODALITY_CEILINGS = {"image": 0, "audio": 0, "video": 0}
+GENERATION_FLOORS = {"image": {"shape": 0.5, "colour": 0.75, "size": 0.75, "position": 0.75},
+                     "audio": {"timbre": 0.5, "rhythm": 0.5}, "video": {}}
+CAPTION_FLOORS = {"image": {"shape": 0.5, "colour": 0.75, "size": 0.75, "position": 0.75},
+                  "audio": {"timbre": 0.75},
+                  "video": {"colour": 0.75, "direction": 0.75, "shape": 0.25}}
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +112,7 @@ def test_held_out_media_are_described_in_text(shipped, modality, tmp_path):
 def test_the_agent_plans_its_tool_calls_with_the_shipped_model(shipped, tmp_path):
     """`nextgpt agent` with no --model: the toy model reads the agent's own prompt (it fits its context), calls the
     right tool with the right arguments, the tool makes the file and the run ends with an answer. (The answer's
-    file name is not checked: the toy model copies names badly — it wrote image-2.png for image-1.png.)"""
+    file name is not checked: the toy model copies names badly — it wrote image-6.png for image-1.png.)"""
     from nextgpt.apps.agent import NextGPTAgent
     from nextgpt.decoders.media_io import write_image
 
@@ -130,8 +132,9 @@ def test_the_agent_plans_its_tool_calls_with_the_shipped_model(shipped, tmp_path
     result = agent.run("What is in this picture?", attachments=[source])
     calls = [s for s in result.steps if s.kind == "tool_call"]
     assert calls and calls[0].tool == "describe_image", result.steps
-    # Measured: the path is copied right for 0.25 of held-out describe requests (eval_toyworld.json); a wrong one
-    # comes back as the workspace's error, naming the files there, and the run still ends with an answer.
+    # Measured: the path is copied right for 0.22 of held-out describe requests (eval_toyworld.json); a wrong one
+    # comes back as the workspace's error, naming the files there (the toy model retries right after it 0.07 of the
+    # time), and the run still ends with an answer.
     results = [s for s in result.steps if s.kind == "tool_result"]
     assert results and (calls[0].args == {"path": "inputs/photo.png"}) != results[0].is_error, result.steps
     assert not result.stopped and result.answer

@@ -8,8 +8,8 @@ Layout of ``out_dir`` (every data file is JSONL of ``Dialogue.to_dict()``; media
     train_generation.jsonl      stage 2: caption → X pairs
     train_instructions.jsonl    stage 3, T2M-style: text → X, X → text, X → Y (the cross-modal rule)
     train_dialogues.jsonl       stage 3, MosIT-style multi-turn dialogues that switch modalities
-    train_tools.jsonl           stage 3: tool-call dialogues in the agent's format (some with a failed call and
-                                its retry)
+    train_tools.jsonl           stage 3: tool-call dialogues in the agent's format (``tool_retries`` of them
+                                with a failed call and its retry)
     eval_{captioning,generation,conversion,dialogues,tools,tool_retries}.jsonl   held-out combinations and phrasings
     targets.jsonl          {"id", "file", "kind", "checks"} per eval dialogue (what a right answer is)
 """
@@ -34,24 +34,24 @@ logger = logging.getLogger(__name__)
 
 EXTENSIONS = {"image": ".png", "audio": ".wav", "video": ".mp4"}
 EVAL_FILES = ("captioning", "generation", "conversion", "dialogues", "tools", "tool_retries")
-RETRY_SHARE = 3  # train_tools.jsonl: one tool dialogue with a failed call and its retry per 3 without
 
 
 @dataclass(frozen=True)
 class DatasetSizes:
     """How many dialogues to write: ``pairs`` per modality and stage; the rest in total (``eval`` per modality and
-    eval file)."""
+    eval file). ``tool_retries``: tool dialogues with a failed call and its retry, added to train_tools.jsonl."""
 
     pairs: int
     instructions: int
     dialogues: int
     tools: int
     eval: int
+    tool_retries: int = 0
 
 
 SIZES = {
-    "small": DatasetSizes(pairs=40, instructions=90, dialogues=30, tools=15, eval=10),
-    "full": DatasetSizes(pairs=2000, instructions=6000, dialogues=2000, tools=600, eval=100),
+    "small": DatasetSizes(pairs=40, instructions=90, dialogues=30, tools=15, eval=10, tool_retries=5),
+    "full": DatasetSizes(pairs=2000, instructions=6000, dialogues=2000, tools=600, eval=100, tool_retries=200),
 }
 
 
@@ -141,7 +141,7 @@ def _examples(builder: Builder, split: Split, part: str, sizes: DatasetSizes) ->
         "instructions": instructions,
         "dialogues": [builder.multiturn(pools, targets, int(rng.integers(2, 5))) for _ in range(sizes.dialogues)],
         "tools": [builder.tool_use(m, targets(m)) for m in everything(sizes.tools)]
-        + [builder.tool_use(m, targets(m), retry=True) for m in everything(sizes.tools // RETRY_SHARE)],
+        + [builder.tool_use(m, targets(m), retry=True) for m in everything(sizes.tool_retries)],
     }
 
 

@@ -101,7 +101,7 @@ def dialogue_texts(part: str, count: int, seed: int, split: Split | None = None,
     from nextgpt.dialogs.tokenize import labelled_segments, loss_ranges
     from nextgpt.dialogs.tool_calls import render_tool_result
 
-    from .dataset import DatasetSizes, _examples
+    from .dataset import SIZES, DatasetSizes, _examples
     from .dialogues import Builder
 
     split = split or make_split()
@@ -111,8 +111,9 @@ def dialogue_texts(part: str, count: int, seed: int, split: Split | None = None,
     builder = Builder(split, part, lambda meaning: meaning.key, rng)
     texts: list[LabelledText] = []
     while len(texts) < count:
-        if tools:
-            sizes = DatasetSizes(pairs=0, instructions=0, dialogues=0, tools=count, eval=1)
+        if tools:  # the mix of the full world's train_tools.jsonl
+            retries = count * SIZES["full"].tool_retries // SIZES["full"].tools
+            sizes = DatasetSizes(pairs=0, instructions=0, dialogues=0, tools=count, eval=1, tool_retries=retries)
         elif part == "train":
             per = max(1, count // 20)
             sizes = DatasetSizes(pairs=per, instructions=3 * per, dialogues=3 * per, tools=0, eval=1)
