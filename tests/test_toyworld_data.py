@@ -19,7 +19,7 @@ from nextgpt.toyworld.prompts import MODEL_MODALITIES
 from nextgpt.toyworld.split import make_split
 from nextgpt.toyworld.world import Meaning, linked_attributes
 
-SIZES = DatasetSizes(pairs=4, instructions=24, dialogues=10, tools=9, eval=3)
+SIZES = DatasetSizes(pairs=4, instructions=24, dialogues=10, tools=9, eval=3, tool_retries=3)
 
 
 @pytest.fixture(scope="module")
