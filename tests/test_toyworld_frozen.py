@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -122,6 +123,24 @@ def test_llm_loss_falls_and_reports_perplexity(llm_run):
     assert 256 < report.vocab_size <= 768
 
 
+def test_perplexity_skips_batches_without_answer_tokens():
+    """A batch of prompt-only blocks has a NaN mean loss (0/0); it must weigh nothing, not poison the total."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from nextgpt.toyworld.train_llm import perplexity
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2))
+    ids = torch.randint(0, 50, (4, 8))
+    labels = ids.clone()
+    labels[:2] = -100  # the first batch (2 rows) has no labelled token
+    both, answers_only = perplexity(model, (ids, labels), batch_size=2), perplexity(model, (ids[2:], labels[2:]))
+    assert math.isfinite(both) and both == pytest.approx(answers_only)
+    with pytest.raises(ValueError, match="no labelled"):
+        perplexity(model, (ids[:2], labels[:2]))
+
+
 def test_llm_loads_through_project_builders(llm_run):
     from nextgpt.llm import build_llm, load_tokenizer
 
@@ -143,7 +162,8 @@ def test_llm_loads_through_project_builders(llm_run):
 def test_llm_is_deterministic_by_seed(tmp_path):
     from nextgpt.toyworld.train_llm import train_toy_llm
 
-    kwargs = dict(steps=3, batch_size=4, block=32, train_dialogues=60, eval_dialogues=12)
+    kwargs = dict(steps=3, batch_size=4, block=32, train_dialogues=60, eval_dialogues=12, tool_dialogues=8,
+                  tool_rows=1)
     first, second = (train_toy_llm(tmp_path / n, seed=3, **kwargs) for n in "ab")
     assert first.losses == second.losses and first.perplexity_eval == second.perplexity_eval
     weights = [load_file(tmp_path / n / "llm" / "model.safetensors") for n in "ab"]

@@ -72,6 +72,8 @@ class Recipe:
     data_size: str = "full"
     encoder_steps: int | None = None  # None: the trainer's default
     llm_steps: int | None = None
+    encoder_options: dict[str, Any] = field(default_factory=dict)  # more train_toy_encoder kwargs (sizes)
+    llm_options: dict[str, Any] = field(default_factory=dict)  # more train_toy_llm kwargs (how much text)
     decoder_steps: dict[str, int | None] = field(default_factory=dict)  # modality → UNet steps (None: default)
     decoder_vae_steps: dict[str, int | None] = field(default_factory=dict)
     decoder_eval_count: int = 40
@@ -91,7 +93,10 @@ class Recipe:
         """A few steps of everything: checks that the recipe runs end to end (tests), learns nothing useful."""
         few = {m: 3 for m in OUTPUT_MODALITIES}
         stage = ["max_steps=3", "data.batch_size=4", "log_every=1"]
-        return cls(seed=seed, data_size="small", encoder_steps=3, llm_steps=3, decoder_steps=dict(few),
+        return cls(seed=seed, data_size="small", encoder_steps=3, llm_steps=3,
+                   encoder_options={"eval_per_modality": 5, "probe_renderings": 16},
+                   llm_options={"train_dialogues": 200, "eval_dialogues": 20, "tool_dialogues": 30},
+                   decoder_steps=dict(few),
                    decoder_vae_steps=dict(few), decoder_eval_count=0,
                    judge_options={"train_size": 64, "epochs": 1, "test_size": 16},
                    stage_overrides={1: stage, 2: stage, 3: stage},
@@ -322,7 +327,9 @@ class ToyWorldBuild:
         from .train_encoder import train_toy_encoder
 
         folder = self._part_folder("encoder")
-        kwargs = {} if self.recipe.encoder_steps is None else {"steps": self.recipe.encoder_steps}
+        kwargs = dict(self.recipe.encoder_options)
+        if self.recipe.encoder_steps is not None:
+            kwargs["steps"] = self.recipe.encoder_steps
 
         def work() -> dict[str, Any]:
             report = train_toy_encoder(folder, seed=self.recipe.seed, **kwargs)
@@ -334,7 +341,9 @@ class ToyWorldBuild:
         from .train_llm import train_toy_llm
 
         folder = self._part_folder("llm")
-        kwargs = {} if self.recipe.llm_steps is None else {"steps": self.recipe.llm_steps}
+        kwargs = dict(self.recipe.llm_options)
+        if self.recipe.llm_steps is not None:
+            kwargs["steps"] = self.recipe.llm_steps
 
         def work() -> dict[str, Any]:
             report = train_toy_llm(folder, seed=self.recipe.seed, **kwargs)

@@ -236,10 +236,14 @@ def perplexity(model: Any, blocks: tuple[torch.Tensor, torch.Tensor], batch_size
     ids, labels = blocks
     for start in range(0, len(ids), batch_size):
         batch, target = ids[start:start + batch_size], labels[start:start + batch_size]
-        loss = model(input_ids=batch, labels=target).loss
         tokens = int((target[:, 1:] != -100).sum())
+        if tokens == 0:  # a batch of prompt text only: its mean loss is NaN (0/0) and weighs nothing anyway
+            continue
+        loss = model(input_ids=batch, labels=target).loss
         total, count = total + loss.item() * tokens, count + tokens
     model.train(was_training)
+    if count == 0:
+        raise ValueError("no labelled (answer) tokens in these blocks: perplexity is undefined")
     return math.exp(total / count)
 
 
