@@ -6,7 +6,7 @@ import pytest
 
 from nextgpt.toyworld.language import TEMPLATES, caption, parse_caption, parse_meaning
 from nextgpt.toyworld.render import PITCH_HZ, SAMPLE_RATE, render
-from nextgpt.toyworld.split import HELD_OUT_FRACTION, make_split
+from nextgpt.toyworld.split import HELD_OUT_FRACTION, make_split, one_attribute_apart
 from nextgpt.toyworld.world import (
     ATTRIBUTES,
     MODALITIES,
@@ -94,9 +94,15 @@ def test_split_is_fixed_documented_and_keeps_every_value_in_training():
         assert len(train) + len(held) == total and not {m.key for m in train} & {m.key for m in held}
         for name, values in ATTRIBUTES[modality].items():
             assert {m[name] for m in train} == set(values)
+        # every combination one attribute away from a held-out one is trained on (no confound like "low ⇒ steady")
+        for meaning in held:
+            neighbours = [m for m in all_meanings(modality) if one_attribute_apart(meaning, m)]
+            assert neighbours and not any(split.is_held_out(m) for m in neighbours), meaning.key
         assert TEMPLATES[modality] and len(TEMPLATES[modality]) - 1 not in split.phrasings(modality, "train")
     with pytest.raises(ValueError, match="fraction"):
         make_split(0.9)
+    with pytest.raises(ValueError, match="none one attribute from another"):
+        make_split(0.3)  # more images than any draw can keep apart
 
 
 # ---- renderings ------------------------------------------------------------------------------------------

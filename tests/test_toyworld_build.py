@@ -77,22 +77,23 @@ def test_missing_parts_are_named(tmp_path):
 
 
 def test_parts_trained_in_parallel_processes_equal_the_sequential_ones(built, tmp_path):
-    """``jobs=2`` trains the encoder, LLM and decoders in two spawned processes; every part comes out the same as
-    in the one-process build (each part seeds itself), and the build records them as trained, not reused."""
+    """``jobs=2`` trains the encoder, LLM and decoders (and writes the world's data) in two spawned processes;
+    every part comes out the same as in the one-process build (each part seeds itself), and the build records them
+    as trained, not reused."""
     import shutil
 
     import torch
     from safetensors.torch import load_file
 
     out, _, _ = built
-    for name in ("world", "judges"):
-        shutil.copytree(out / name, tmp_path / name)
+    shutil.copytree(out / "judges", tmp_path / "judges")
     recipe = Recipe.quick()
     recipe.jobs = 2
     lines: list[str] = []
     build = ToyWorldBuild(tmp_path, recipe, log=lines.append)
     ran = build._parts_in_parallel()
-    assert ran == set(ToyWorldBuild.PART_STEPS)
+    assert ran == set(ToyWorldBuild.PART_STEPS) | {"data"}  # the world's data is written beside the parts
+    assert (tmp_path / "world" / "manifest.json").read_text() == (out / "world" / "manifest.json").read_text()
     assert any(line.startswith("[parts] training") for line in lines)
     for weights in ("encoder/encoder.safetensors", "decoders/image/unet/diffusion_pytorch_model.safetensors",
                     "llm/llm/model.safetensors"):

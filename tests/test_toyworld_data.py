@@ -16,7 +16,7 @@ from nextgpt.dialogs.validate import validate
 from nextgpt.toyworld.dataset import EVAL_FILES, DatasetSizes, build_dataset
 from nextgpt.toyworld.language import parse_meaning
 from nextgpt.toyworld.prompts import MODEL_MODALITIES
-from nextgpt.toyworld.split import make_split
+from nextgpt.toyworld.split import HELD_OUT_FRACTION, make_split
 from nextgpt.toyworld.world import Meaning, linked_attributes
 
 SIZES = DatasetSizes(pairs=4, instructions=24, dialogues=10, tools=9, eval=3, tool_retries=3)
@@ -40,7 +40,7 @@ def test_files_validate_and_counts_match_the_manifest(world):
     for file in files:
         assert len(load_dialogues([file], format="dialogue")) == manifest["files"][file.name]
     assert manifest["files"]["train_comprehension.jsonl"] == 3 * SIZES.pairs
-    assert manifest["split"]["fraction"] == 0.2 and manifest["seed"] == 3
+    assert manifest["split"]["fraction"] == HELD_OUT_FRACTION and manifest["seed"] == 3
     assert sum(1 for _ in (out / "media" / "video").iterdir()) == manifest["media"]["video"]
 
 

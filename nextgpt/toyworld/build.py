@@ -76,7 +76,7 @@ class Recipe:
     llm_options: dict[str, Any] = field(default_factory=dict)  # more train_toy_llm kwargs (how much text)
     decoder_steps: dict[str, int | None] = field(default_factory=dict)  # modality → UNet steps (None: default)
     decoder_vae_steps: dict[str, int | None] = field(default_factory=dict)
-    decoder_eval_count: int = 40
+    decoder_eval_count: int = 20  # held-out generations each decoder step judges (40 took the video step 194 s)
     judge_options: dict[str, int] = field(default_factory=dict)  # train_classifier's train_size, epochs, test_size
     signal_tokens: int = 4
     stage_overrides: dict[int, list[str]] = field(default_factory=dict)  # stage → extra `--set` overrides
@@ -295,21 +295,23 @@ class ToyWorldBuild:
 
     # ---- steps ----------------------------------------------------------------------------------------------
     def data(self) -> None:
-        from .dataset import build_dataset, get_sizes
+        from .dataset import build_dataset
 
         folder = self.out / "world"
-
-        def same_world() -> bool:  # a world written elsewhere with this seed and size is the same files
-            manifest = folder / "manifest.json"
-            if not manifest.is_file():
-                return False
-            written = json.loads(manifest.read_text(encoding="utf-8"))
-            return written.get("seed") == self.recipe.seed and written.get("sizes") == asdict(
-                get_sizes(self.recipe.data_size))
-
         self._step("data", folder, lambda: {"files": build_dataset(folder, seed=self.recipe.seed,
                                                                    sizes=self.recipe.data_size)["files"]},
-                   same_world)
+                   self._same_world)
+
+    def _same_world(self) -> bool:
+        """A world written elsewhere with this seed and size is the same files."""
+        from .dataset import get_sizes
+
+        manifest = self.out / "world" / "manifest.json"
+        if not manifest.is_file():
+            return False
+        written = json.loads(manifest.read_text(encoding="utf-8"))
+        return written.get("seed") == self.recipe.seed and written.get("sizes") == asdict(
+            get_sizes(self.recipe.data_size))
 
     def judges(self) -> None:
         from .classifiers import AttributeClassifiers
@@ -469,26 +471,31 @@ class ToyWorldBuild:
         self._step("model", folder, work, None)
         return folder
 
-    PART_STEPS = ("decoder-video", "llm", "decoder-image", "encoder", "decoder-audio")
-    """The independent part steps, longest first (how ``jobs`` processes share them; measured 1338, 745, 641, 548,
-    390 s on one thread of the shared machine)."""
+    PART_STEPS = ("decoder-video", "llm", "encoder", "decoder-image", "decoder-audio")
+    """The independent part steps, in the order ``jobs`` processes take them up: longest first, so that with the
+    world's data last two processes end together (measured on one thread each: video 1200, LLM 726, encoder 662,
+    image 521, audio 350 s, data 74 s — {video, image, data} and {LLM, encoder, audio})."""
+
+    PARALLEL_STEPS = (*PART_STEPS, "data")
+    """What the worker processes run: the parts, and the world's data, which only the stages read."""
 
     def part(self, name: str) -> None:
-        """Run one of :attr:`PART_STEPS` by name."""
+        """Run one of :attr:`PARALLEL_STEPS` by name."""
         if name.startswith("decoder-"):
             self.decoders((name.split("-", 1)[1],))
-        elif name in ("encoder", "llm"):
+        elif name in ("encoder", "llm", "data"):
             getattr(self, name)()
         else:
-            raise ValueError(f"unknown part step {name!r}; part steps: {list(self.PART_STEPS)}")
+            raise ValueError(f"unknown part step {name!r}; part steps: {list(self.PARALLEL_STEPS)}")
 
     def _parts_in_parallel(self) -> set[str]:
-        """Train the unfinished parts in ``recipe.jobs`` processes; returns the steps they ran (the sequential pass
-        that follows then finds them complete, and records them as run by this build, not reused)."""
+        """Run the unfinished :attr:`PARALLEL_STEPS` in ``recipe.jobs`` processes; returns the steps they ran (the
+        sequential pass that follows then finds them complete, and records them as run by this build, not
+        reused)."""
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        before = {name: self._part_done(name) for name in self.PART_STEPS}
+        before = {name: self._part_done(name) for name in self.PARALLEL_STEPS}
         todo = [name for name, done in before.items() if not done]
         if self.recipe.jobs <= 1 or len(todo) <= 1:
             return set()
@@ -510,6 +517,8 @@ class ToyWorldBuild:
         return (self._part_folder(name) / last).is_file()
 
     def _part_done(self, name: str) -> bool:
+        if name == "data":
+            return (self.out / "world" / DONE).is_file() or self._same_world()
         return (self._part_folder(name) / DONE).is_file() or self._part_made_elsewhere(name)
 
     def run(self) -> Path:
@@ -517,11 +526,13 @@ class ToyWorldBuild:
 
         torch.set_num_threads(self.recipe.threads)
         started = time.perf_counter()
-        self.data()
-        self.judges()
+        parallel = self.recipe.jobs > 1
+        if not parallel:
+            self.data()  # else the workers write it beside the parts: only the stages read it
+        self.judges()  # before the parts: the decoders' own evaluations read the judges
         ran = self._parts_in_parallel()
-        for name in self.PART_STEPS if ran else ("encoder", "llm", "decoder-image", "decoder-video",
-                                                  "decoder-audio"):
+        for name in self.PARALLEL_STEPS if parallel else ("encoder", "llm", "decoder-image", "decoder-video",
+                                                          "decoder-audio"):
             self.part(name)
             if name in ran:  # trained just now by a worker process
                 self.records[-1].reused = False
