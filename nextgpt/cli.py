@@ -109,19 +109,35 @@ def _demo(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int
     parser.add_argument("--output-dir", default="nextgpt-outputs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preset", default=None, help="run the demo on a preset instead (e.g. tiny: random weights)")
+    parser.add_argument("--model", default=None,
+                        help="run the toy-world demo on another toy-world model folder (e.g. OUT/model of "
+                             "`nextgpt toyworld build`; its judges/ read the media when it has them)")
 
     def run(args: argparse.Namespace) -> int:
+        from pathlib import Path
+
         from .options import GenerationOptions
         from .pipeline import NextGPT
-        from .toyworld.build import shipped_judges, shipped_model
+        from .toyworld.build import JUDGES_SUBDIR, shipped_model
 
-        if args.preset is None and shipped_model() is not None:
+        if args.model and args.preset:
+            raise SystemExit("error: give either --model or --preset, not both")
+        folder = Path(args.model) if args.model else (shipped_model() if args.preset is None else None)
+        if folder is not None:
             from .toyworld.classifiers import AttributeClassifiers
             from .toyworld.demo import run_demo
 
-            pipe = NextGPT.from_pretrained(shipped_model())
-            judges = AttributeClassifiers.load(shipped_judges()) if shipped_judges() else None
-            print(f"model: the shipped toy-world model ({shipped_model()}); its world: docs/toyworld.md")
+            if not (folder / "config.json").is_file():
+                raise SystemExit(f"error: --model {folder}: no config.json there; give a toy-world model folder "
+                                 "(OUT/model of `nextgpt toyworld build`)")
+            pipe = NextGPT.from_pretrained(folder)
+            if pipe.config.name != "toyworld":
+                raise SystemExit(f"error: --model {folder} is a {pipe.config.name!r} model; the demo speaks the toy "
+                                 "world's language: give a toy-world model, or use `nextgpt generate --model`")
+            judges_dir = folder / JUDGES_SUBDIR
+            judges = AttributeClassifiers.load(judges_dir) if (judges_dir / "classifiers.json").is_file() else None
+            which = "the shipped toy-world model" if args.model is None else "the toy-world model"
+            print(f"model: {which} ({folder}); its world: docs/toyworld.md")
             started = time.perf_counter()
             run_demo(pipe, output_dir=args.output_dir, seed=args.seed, judges=judges, log=print)
             print(f"time: {time.perf_counter() - started:.2f} s; media in {args.output_dir}/")

@@ -36,6 +36,16 @@ def test_demo_on_the_shipped_model_converses_and_writes_png_wav_mp4(tmp_path):
     assert "the judge reads" in result.stdout
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (("--model", "no/such/folder"), "no config.json there"),
+    (("--model", "m", "--preset", "tiny"), "either --model or --preset"),
+])
+def test_demo_on_a_bad_model_folder_says_what_to_give(tmp_path, args, message):
+    result = run("demo", *args, cwd=tmp_path)
+    assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
 def test_demo_on_the_tiny_preset_writes_png_wav_mp4(tmp_path):
     result = run("demo", "--preset", "tiny", "--output-dir", "out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
