@@ -65,8 +65,8 @@ def shipped_judges() -> Path | None:
 
 @dataclass
 class Recipe:
-    """Every budget of the build. The defaults are the full recipe (42 min measured on the 2-core CPU with
-    ``jobs=2``, plus 6–7 min of evaluation at 60 dialogues per file; docs/toyworld.md)."""
+    """Every budget of the build. The defaults are the full recipe (51 min measured to the end of stage 3 on the
+    2-core CPU with ``jobs=2``, plus 8 min of evaluation at 60 dialogues per file; docs/toyworld.md)."""
 
     seed: int = 0
     data_size: str = "full"
