@@ -473,8 +473,8 @@ class ToyWorldBuild:
 
     PART_STEPS = ("decoder-video", "llm", "encoder", "decoder-image", "decoder-audio")
     """The independent part steps, in the order ``jobs`` processes take them up: longest first, so that with the
-    world's data last two processes end together (measured on one thread each: video 1200, LLM 726, encoder 662,
-    image 521, audio 350 s, data 74 s — {video, image, data} and {LLM, encoder, audio})."""
+    world's data last two processes end together (measured, one thread each: video 1436, LLM 968, encoder 759,
+    image 760, audio 475 s, data 142 s — {video, image, data} and {LLM, encoder, audio} ended 6 s apart)."""
 
     PARALLEL_STEPS = (*PART_STEPS, "data")
     """What the worker processes run: the parts, and the world's data, which only the stages read."""
