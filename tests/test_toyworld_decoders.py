@@ -90,6 +90,43 @@ def test_harmonic_vocoder_inverts_harmonic_frames():
     assert np.abs(audio - tone)[inner].mean() < 0.1 * np.abs(tone)[inner].mean()
 
 
+@pytest.mark.parametrize("power", [0.0, 1.0])
+def test_vocoder_without_dead_zone_inverts_weighted_frames_exactly(power):
+    import torch
+
+    from nextgpt.decoders.components import build_component
+    from nextgpt.toyworld.train_decoders import harmonic_vocoder_config
+
+    vocoder = build_component(harmonic_vocoder_config(dead_zone=0.0))
+    set_harmonic_vocoder(vocoder, power=power, dead_zone=0.0)
+    tone = render(Meaning.from_key("audio:high-sawtooth-steady"))
+    with torch.no_grad():
+        audio = vocoder(torch.from_numpy(harmonic_frames(tone, power))[None])[0].numpy()
+    inner = slice(800, -800)
+    assert np.abs(audio - tone)[inner].mean() < 0.1 * np.abs(tone)[inner].mean()
+
+
+def test_dead_zone_silences_small_coefficients_and_keeps_the_tone():
+    """The VAE's small errors on partials that should be silent are not played; the partials of a tone are."""
+    import torch
+
+    from nextgpt.decoders.components import build_component
+    from nextgpt.toyworld.train_decoders import harmonic_vocoder_config
+
+    vocoder = build_component(harmonic_vocoder_config(dead_zone=0.1))
+    set_harmonic_vocoder(vocoder, power=1.0, dead_zone=0.1)
+    noise = 0.09 * (2 * torch.rand(1, 20, 72, generator=torch.Generator().manual_seed(0)) - 1)  # |noise| < 0.1
+    tone = render(Meaning.from_key("audio:low-sine-steady"))
+    frames = torch.from_numpy(harmonic_frames(tone, 1.0))[None]
+    with torch.no_grad():
+        silent, played = vocoder(noise)[0].numpy(), vocoder(frames + noise)[0].numpy()
+    assert np.abs(silent).max() == 0.0
+    inner = slice(800, -800)
+    assert np.abs(played - tone)[inner].mean() < 0.1 * np.abs(tone)[inner].mean()
+    with pytest.raises(ValueError, match="dead_zone=False"):
+        set_harmonic_vocoder(vocoder, dead_zone=0.0)  # a threshold of 0 needs the plain layout
+
+
 def test_audio_decoder_shapes(tmp_path):
     report = train_toy_decoder("audio", tmp_path, steps=2, vae_steps=1, batch_size=2, eval_count=0)
     assert report.config.condition_tokens == 1

@@ -13,6 +13,12 @@ harmonics of 220 Hz. Synthesis is overlap-add of Hann-windowed sinusoids — a t
 
 The configurable leaky ReLUs in between get slope 1 (the identity); the residual blocks have zero weights (the
 identity). The output passes HiFi-GAN's final ``tanh``, which the frames' scale keeps in its near-linear range.
+
+With a **dead zone** ``t`` (``dead_zone=True`` in the config, ``threshold`` when setting it) the same two layers
+soft-threshold every coefficient first, ``sign(x)·max(|x| − t, 0)``, so that the small errors a VAE leaves on
+partials that should be silent are not played: ``conv_pre`` writes ``x − t`` and ``−x − t``, the configurable
+activations become ReLUs (slope 0), ``upsampler[0]`` writes each polyphase component as ``(y, −y)`` from their
+difference and ``upsampler[1]`` takes ``relu(y) − relu(−y) = y`` back before interleaving.
 """
 from __future__ import annotations
 
@@ -25,8 +31,10 @@ PHASES = 40
 """Polyphase components (divides the hop of 800 samples; 2·40 = 80 channels ≥ the 72 frame coefficients)."""
 
 
-def polyphase_vocoder_config(harmonics: int, hop: int, sample_rate: int) -> dict[str, Any]:
-    """The ``SpeechT5HifiGan`` config (``{"class", "config"}`` as the decoder architectures hold it)."""
+def polyphase_vocoder_config(harmonics: int, hop: int, sample_rate: int, *, dead_zone: bool = False
+                              ) -> dict[str, Any]:
+    """The ``SpeechT5HifiGan`` config (``{"class", "config"}`` as the decoder architectures hold it); with
+    ``dead_zone`` the layout that soft-thresholds the coefficients (twice the channels, ReLU activations)."""
     if hop % PHASES or 2 * PHASES < 2 * harmonics:
         raise ValueError(f"the polyphase vocoder needs hop % {PHASES} == 0 and ≤ {PHASES} harmonics; "
                          f"got hop={hop}, harmonics={harmonics}")
@@ -35,36 +43,62 @@ def polyphase_vocoder_config(harmonics: int, hop: int, sample_rate: int) -> dict
         "config": {
             "model_in_dim": 2 * harmonics,
             "sampling_rate": sample_rate,
-            "upsample_initial_channel": 2 * PHASES,
+            "upsample_initial_channel": (4 if dead_zone else 2) * PHASES,
             "upsample_rates": [hop // PHASES, PHASES],
             "upsample_kernel_sizes": [2 * hop // PHASES, PHASES],
             "resblock_kernel_sizes": [1],  # zero weights: identity residual blocks
             "resblock_dilation_sizes": [[1]],
-            "leaky_relu_slope": 1.0,  # the configurable activations become the identity
+            # the configurable activations: ReLUs for the dead zone, else the identity
+            "leaky_relu_slope": 0.0 if dead_zone else 1.0,
             "normalize_before": False,
         },
     }
 
 
-def set_polyphase_vocoder(vocoder: torch.nn.Module, kernels: np.ndarray, hop: int, frame_scale: float) -> None:
+def set_polyphase_vocoder(vocoder: torch.nn.Module, kernels: np.ndarray, hop: int, frame_scale: float | np.ndarray,
+                          threshold: float = 0.0) -> None:
     """Set ``vocoder`` (built from :func:`polyphase_vocoder_config`) to overlap-add ``kernels``
     (``[2·harmonics, 2·hop]``: the synthesis window × basis of each coefficient) of frames scaled by
-    ``frame_scale``; gradients off."""
+    ``frame_scale`` (one factor, or one per coefficient); a ``threshold`` > 0 (frame units, before the scale is
+    undone) soft-thresholds every coefficient first and needs the ``dead_zone`` layout. Gradients off.
+
+    Raises:
+        ValueError: a threshold for a vocoder without the dead-zone layout, or the other way round.
+    """
     coefficients, span = kernels.shape
     stride = hop // PHASES
+    dead_zone = vocoder.config.leaky_relu_slope == 0.0
+    if dead_zone != (threshold > 0):
+        raise ValueError(f"threshold {threshold} does not fit this vocoder: build it with "
+                         f"polyphase_vocoder_config(dead_zone={threshold > 0})")
+    scale = torch.as_tensor(np.broadcast_to(np.asarray(frame_scale, dtype=np.float64), (coefficients,)).copy())
     # kernel tap k of polyphase channel p is sample PHASES·k + p of the frame's span
     polyphase = torch.from_numpy(kernels.reshape(coefficients, span // PHASES, PHASES).transpose(0, 2, 1).copy())
     slope = 0.01  # HiFi-GAN's last leaky_relu (torch's default slope)
     with torch.no_grad():
         for parameter in vocoder.parameters():
             parameter.zero_()
-        vocoder.conv_pre.weight[:coefficients, :, 3] = torch.eye(coefficients) / frame_scale
         first, second = vocoder.upsampler
         assert first.stride[0] == stride and second.stride[0] == PHASES, "build it with polyphase_vocoder_config"
-        first.weight[:coefficients] = polyphase.float()
-        phases = torch.arange(PHASES)
-        second.weight[phases, 0, phases] = 1.0
-        second.weight[phases, 1, phases] = -1.0
+        eye, phases = torch.eye(coefficients), torch.arange(PHASES)
+        if dead_zone:  # channels c and C + c: relu(x − t), relu(−x − t); their difference is x soft-thresholded
+            polyphase = (polyphase / scale[:, None, None]).float()  # the threshold is in frame units: unscale after
+            vocoder.conv_pre.weight[:coefficients, :, 3] = eye
+            vocoder.conv_pre.weight[coefficients:2 * coefficients, :, 3] = -eye
+            vocoder.conv_pre.bias[:2 * coefficients] = -threshold
+            first.weight[:coefficients, :PHASES] = polyphase
+            first.weight[coefficients:2 * coefficients, :PHASES] = -polyphase
+            first.weight[:coefficients, PHASES:2 * PHASES] = -polyphase
+            first.weight[coefficients:2 * coefficients, PHASES:2 * PHASES] = polyphase
+            second.weight[phases, 0, phases] = 1.0  # relu(y) − relu(−y) = y, and its negative
+            second.weight[PHASES + phases, 0, phases] = -1.0
+            second.weight[phases, 1, phases] = -1.0
+            second.weight[PHASES + phases, 1, phases] = 1.0
+        else:
+            vocoder.conv_pre.weight[:coefficients, :, 3] = torch.diag(1 / scale).float()
+            first.weight[:coefficients] = polyphase.float()
+            second.weight[phases, 0, phases] = 1.0
+            second.weight[phases, 1, phases] = -1.0
         vocoder.conv_post.weight[0, 0, 3] = 1 / (1 + slope)
         vocoder.conv_post.weight[0, 1, 3] = -1 / (1 + slope)
     vocoder.requires_grad_(False)
