@@ -126,6 +126,48 @@ def test_tool_dialogues_use_the_agent_format(world):
     assert retries > 0
 
 
+def test_attached_file_names_are_not_guessable_and_a_wrong_name_is_another_file():
+    """The planner must copy the name it is given: names vary (usual stems, other words, random letters, camera
+    numbers), and the wrong name of a retry is never the right one and keeps the file's kind."""
+    import numpy as np
+
+    from nextgpt.toyworld.dialogues import _FILE_STEMS, Builder
+
+    builder = Builder(make_split(), "train", lambda meaning: meaning.key, np.random.default_rng(0))
+    for modality, stems in _FILE_STEMS.items():
+        names = [builder._attachment(modality) for _ in range(400)]
+        assert all(re.fullmatch(r"inputs/[A-Za-z0-9_-]+\.(png|wav|mp4)", name) for name in names), names[:5]
+        assert len({name.rsplit(".", 1)[1] for name in names}) == 1
+        usual = [name for name in names if re.fullmatch(rf"inputs/({'|'.join(stems)})([-_]\d+)?\.\w+", name)]
+        assert 0.15 < len(usual) / len(names) < 0.4  # a quarter keep the usual stems
+        assert len(set(names)) > 0.8 * len(names)
+        for name in names[:50]:
+            wrong = builder._wrong_path(name)
+            assert wrong != name and wrong.startswith("inputs/") and wrong.rsplit(".", 1)[1] == name.rsplit(".", 1)[1]
+
+
+def test_a_file_question_is_answered_with_the_name_of_the_file_of_the_asked_kind():
+    import numpy as np
+
+    from nextgpt.toyworld.dialogues import _EXTENSIONS, Builder
+    from nextgpt.toyworld.prompts import NOUNS
+
+    builder = Builder(make_split(), "train", lambda meaning: meaning.key, np.random.default_rng(1))
+    counts = set()
+    for _ in range(60):
+        example = builder.file_question()
+        user, answer = example.dialogue.turns
+        assert (user.role, answer.role, example.checks) == ("user", "assistant", [])
+        attached = re.findall(r"(inputs/\S+) \(", user.text.split("\n\n", 1)[1])
+        counts.add(len(attached))
+        named = re.findall(r"inputs/[\w-]+\.\w+", answer.text)
+        assert len(named) == 1 and named[0] in attached
+        kind = next(m for m, ext in _EXTENSIONS.items() if named[0].endswith(ext))
+        assert any(f" {noun}" in user.text.split("\n")[0] for noun in NOUNS[kind]), (user.text, answer.text)
+        assert user.text.endswith(attachment_note([(path, mime_type(path)) for path in attached]))
+    assert counts == {1, 2, 3}
+
+
 def test_cli_toyworld_data(tmp_path, capsys, monkeypatch):
     from nextgpt.cli import main
     from nextgpt.toyworld import dataset

@@ -31,7 +31,8 @@ def llm_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("llm")
     return out, train_toy_llm(out, seed=0, steps=40, batch_size=8, block=64, train_dialogues=200,
-                              eval_dialogues=20, tool_dialogues=30, tool_rows=2)
+                              eval_dialogues=20, tool_dialogues=30, tool_rows=2, file_questions=40, file_rows=2,
+                              copy_probe=6)
 
 
 def test_encoder_loss_falls(encoder_run):
@@ -121,6 +122,9 @@ def test_llm_loss_falls_and_reports_perplexity(llm_run):
     assert _mean(report.losses[-5:]) < _mean(report.losses[:3]) / 1.6
     assert 1.0 < report.perplexity_eval < 60 and 1.0 < report.perplexity_train_fresh < 60
     assert 256 < report.vocab_size <= 768
+    assert (report.extra["file_questions"], report.extra["file_rows"]) == (40, 2)
+    assert set(report.extra["name_copy"]) == {"tool_call_path", "file_question"}
+    assert all(0.0 <= v <= 1.0 for v in report.extra["name_copy"].values())
 
 
 def test_perplexity_skips_batches_without_answer_tokens():
@@ -163,7 +167,7 @@ def test_llm_is_deterministic_by_seed(tmp_path):
     from nextgpt.toyworld.train_llm import train_toy_llm
 
     kwargs = dict(steps=3, batch_size=4, block=32, train_dialogues=60, eval_dialogues=12, tool_dialogues=8,
-                  tool_rows=1)
+                  tool_rows=1, file_questions=12, file_rows=1, copy_probe=0)
     first, second = (train_toy_llm(tmp_path / n, seed=3, **kwargs) for n in "ab")
     assert first.losses == second.losses and first.perplexity_eval == second.perplexity_eval
     weights = [load_file(tmp_path / n / "llm" / "model.safetensors") for n in "ab"]
@@ -209,3 +213,44 @@ def test_tool_dialogues_are_rendered_in_the_agent_format_and_trained_whole(llm_r
     assert targets.count("<tool_call>") == 1 and "failed" not in targets
     failed_call = retry.text.split("### Assistant:")[1].split("\n###")[0]
     assert failed_call.strip().startswith("<tool_call>") and failed_call.strip() not in targets
+
+
+def test_llm_step_loss_leaves_out_parts_without_answer_tokens():
+    from nextgpt.toyworld.train_llm import _mean_of
+
+    loss, count = _mean_of((torch.tensor(float("nan")), 0), (torch.tensor(2.0), 3), (torch.tensor(4.0), 1))
+    assert count == 4 and loss.item() == 2.5
+    loss, count = _mean_of((torch.tensor(float("nan")), 0))
+    assert count == 0 and loss.item() == 0.0 and loss.requires_grad
+
+
+@pytest.mark.parametrize("oracle", [True, False])
+def test_name_copy_accuracy_reads_the_name_the_model_writes(monkeypatch, oracle):
+    import nextgpt.llm
+    from nextgpt.toyworld.train_llm import dialogue_texts, file_question_texts, name_copy_accuracy
+
+    references = {t.text[:t.ranges[0][0]]: t.text[slice(*t.ranges[0])]
+                  for t in dialogue_texts("train", 8, 5, tools=True) + file_question_texts(4, 6)}
+
+    class Tokenizer:
+        pad_token_id = 0
+
+        def __call__(self, text, return_tensors):
+            self.answer = references[text] if oracle else "It is inputs/somewhere-else.png."
+            return type("Encoded", (), {"input_ids": torch.zeros(1, 3, dtype=torch.long)})
+
+        def decode(self, ids, skip_special_tokens):
+            return self.answer
+
+    class Model:
+        def eval(self):
+            return self
+
+        def generate(self, ids, **kwargs):
+            return torch.zeros(1, 5, dtype=torch.long)
+
+    monkeypatch.setattr(nextgpt.llm, "load_tokenizer", lambda config, base_dir: Tokenizer())
+    monkeypatch.setattr(nextgpt.llm, "build_llm", lambda config, base_dir: Model())
+    result = name_copy_accuracy("unused", count=4, seed=5)
+    assert result == ({"tool_call_path": 1.0, "file_question": 1.0} if oracle
+                      else {"tool_call_path": 0.0, "file_question": 0.0})

@@ -95,7 +95,8 @@ class Recipe:
         stage = ["max_steps=3", "data.batch_size=4", "log_every=1"]
         return cls(seed=seed, data_size="small", encoder_steps=3, llm_steps=3,
                    encoder_options={"eval_per_modality": 5, "probe_renderings": 16},
-                   llm_options={"train_dialogues": 200, "eval_dialogues": 20, "tool_dialogues": 30},
+                   llm_options={"train_dialogues": 200, "eval_dialogues": 20, "tool_dialogues": 30,
+                                "file_questions": 30, "copy_probe": 4},
                    decoder_steps=dict(few),
                    decoder_vae_steps=dict(few), decoder_eval_count=0,
                    judge_options={"train_size": 64, "epochs": 1, "test_size": 16},

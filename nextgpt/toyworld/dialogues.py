@@ -6,6 +6,7 @@ what a right answer produces (``text`` or a modality) and which attributes of wh
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -237,21 +238,49 @@ class Builder:
                   Turn("assistant", final)]
         return Example(Dialogue(turns), [check], "tool_retry" if retry else "tools")
 
+    def file_question(self) -> Example:
+        """The user attaches one to three files (of different kinds, named as the agent names attachments) and
+        asks for the name of one; the answer repeats it. No tools: plain practice at copying a name the model
+        cannot guess, which a tool call's ``path`` needs (the LLM's training text only; no check)."""
+        count = 1 + int(self.rng.integers(len(MODEL_MODALITIES)))
+        kinds = [MODEL_MODALITIES[int(i)] for i in self.rng.permutation(len(MODEL_MODALITIES))[:count]]
+        files = [(self._attachment(kind), _MIME[kind]) for kind in kinds]
+        asked = int(self.rng.integers(count))
+        noun = self.noun(kinds[asked])
+        user = self._choice(FILE_QUESTIONS).format(noun=noun) + attachment_note(files)
+        answer = self._choice(FILE_ANSWERS).format(noun=noun, path=files[asked][0])
+        return Example(Dialogue([Turn("user", user), Turn("assistant", answer)]), [], "file_question")
+
     def _wrong_path(self, source: str) -> str:
-        """A name the planner might write instead of ``source``: another stem, or the number dropped or changed."""
+        """A name the planner might write instead of ``source``: a usual stem of its kind, or the number dropped
+        or changed."""
         folder, name = source.split("/", 1)
         stem, suffix = name.rsplit(".", 1)
-        base = stem.rsplit("-", 1)[0] if stem.rsplit("-", 1)[-1].isdigit() else stem
+        base, number = re.fullmatch(r"(.+?)(?:[-_](\d+))?", stem).groups()
         stems = next(s for m, s in _FILE_STEMS.items() if f".{suffix}" == _EXTENSIONS[m])
         options = [f"{other}.{suffix}" for other in stems if other != base]
-        options += [f"{base}.{suffix}" if base != stem else f"{base}-{int(self.rng.integers(2, 100))}.{suffix}"]
+        options += [f"{base}.{suffix}" if number is not None else f"{base}-{int(self.rng.integers(2, 100))}.{suffix}"]
         return f"{folder}/{self._choice([o for o in options if f'{folder}/{o}' != source])}"
 
     def _attachment(self, modality: str) -> str:
-        """A user's file as the agent imports it (its own name under ``inputs/``): ``inputs/photo-12.png``."""
-        stem = self._choice(_FILE_STEMS[modality])
-        number = int(self.rng.integers(100))
-        return f"inputs/{stem}{'' if number % 2 else f'-{number}'}{_EXTENSIONS[modality]}"
+        """A user's file as the agent imports it (its own name under ``inputs/``), named the many ways people name
+        files: ``inputs/photo-12.png``, ``inputs/beach.png``, ``inputs/qmvt_7.png``, ``inputs/IMG_0412.png``.
+
+        Most names are not guessable from the request, so a planner trained on them must copy the name it was
+        given: with only the usual stems (``photo``, ``clip``, ...) and small numbers, the toy LLM learnt to write
+        a likely name instead (held-out describe calls named the right file 0.09 of the time)."""
+        kind = int(self.rng.integers(4))
+        if kind == 0:
+            stem = self._choice(_FILE_STEMS[modality])
+        elif kind == 1:
+            stem = self._choice(_NAME_WORDS)
+        elif kind == 2:
+            stem = "".join(self._choice(_LETTERS) for _ in range(int(self.rng.integers(2, 7))))
+        else:
+            return f"inputs/{_CAMERA_PREFIX[modality]}_{int(self.rng.integers(10_000)):04d}{_EXTENSIONS[modality]}"
+        number = int(self.rng.integers(1000))
+        suffix = "" if number % 2 else f"{self._choice('-_')}{number // 2}"
+        return f"inputs/{stem}{suffix}{_EXTENSIONS[modality]}"
 
     def _made(self, modality: str) -> str:
         """A file name as the pipeline writes it (the N-th of its modality in the folder): ``outputs/image-2.png``."""
@@ -261,6 +290,14 @@ class Builder:
 _EXTENSIONS = {"image": ".png", "audio": ".wav", "video": ".mp4"}
 _FILE_STEMS = {"image": ("picture", "photo", "image", "drawing"), "audio": ("sound", "clip", "tone", "recording"),
                "video": ("video", "clip", "movie", "animation")}
+_NAME_WORDS = ("cat", "dog", "beach", "sunset", "scan", "sketch", "song", "voice", "memo", "demo", "take", "shot",
+               "frame", "holiday", "test", "sample", "draft", "final", "export", "untitled", "new", "mine", "work",
+               "party", "garden", "lesson", "intro", "loop", "bird", "car")
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+_CAMERA_PREFIX = {"image": "IMG", "audio": "REC", "video": "VID"}
+FILE_QUESTIONS = ("Which file is the {noun}?", "What is the {noun} called?", "Name the {noun} I attached.",
+                  "What is the name of the {noun}?", "Which one is the {noun}?")
+FILE_ANSWERS = ("The {noun} is {path}.", "{path}", "It is {path}.", "That is {path}.")
 _MIME = {"image": "image/png", "audio": "audio/wav", "video": "video/mp4"}
 
 

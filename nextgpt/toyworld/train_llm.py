@@ -35,8 +35,8 @@ from .world import MODALITIES, Meaning, all_meanings
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TOY_LLAMA", "VOCAB_SIZE", "LLMReport", "LabelledText", "dialogue_texts", "train_toy_llm",
-           "train_toy_tokenizer"]
+__all__ = ["TOY_LLAMA", "VOCAB_SIZE", "LLMReport", "LabelledText", "dialogue_texts", "file_question_texts",
+           "name_copy_accuracy", "train_toy_llm", "train_toy_tokenizer"]
 
 VOCAB_SIZE = 768
 TOOL_BLOCK = 768  # tokens of a tool-call dialogue row (the agent's prompt alone is ≈ 480 with the toy BPE; a
@@ -98,8 +98,6 @@ def dialogue_texts(part: str, count: int, seed: int, split: Split | None = None,
     ``tools=True`` gives the tool-call dialogues instead (training meanings; the agent's system prompt, tool list
     and results, a result as a user turn as ``dialogs/render.py`` writes it)."""
     from nextgpt.dialogs.templates import get_template
-    from nextgpt.dialogs.tokenize import labelled_segments, loss_ranges
-    from nextgpt.dialogs.tool_calls import render_tool_result
 
     from .dataset import SIZES, DatasetSizes, _examples
     from .dialogues import Builder
@@ -120,23 +118,71 @@ def dialogue_texts(part: str, count: int, seed: int, split: Split | None = None,
         else:
             sizes = DatasetSizes(pairs=1, instructions=1, dialogues=1, tools=0, eval=max(1, count // 12))
         for examples in _examples(builder, split, part, sizes).values():
-            for example in examples:
-                turns = []
-                for turn in example.dialogue.turns:
-                    text = turn.text
-                    for ref in turn.inputs:
-                        described = builder.caption(by_key[ref.path])
-                        text = text.replace(f"<{ref.modality}>", described, 1)
-                    if turn.role == "tool":
-                        turns.append(("user", render_tool_result(turn.tool_name or "tool", text)))
-                    else:
-                        turns.append((turn.role, text))
-                segments = template.segments(turns, add_generation_prompt=False)
-                trained = [t.train for t in example.dialogue.turns if t.role == "assistant"]
-                ranges = loss_ranges(segments, labelled_segments(segments, trained))
-                texts.append(LabelledText("".join(s.text for s in segments), tuple(ranges)))
+            texts += [_render(example, builder, template, by_key) for example in examples]
     order = rng.permutation(len(texts))[:count]
     return [texts[i] for i in order]
+
+
+def file_question_texts(count: int, seed: int) -> list[LabelledText]:
+    """``count`` dialogues in which the user attaches files and asks for one's name (``Builder.file_question``),
+    rendered like :func:`dialogue_texts`: practice at copying names the model cannot guess."""
+    from nextgpt.dialogs.templates import get_template
+
+    from .dialogues import Builder
+
+    builder = Builder(make_split(), "train", lambda meaning: meaning.key, np.random.default_rng(seed))
+    template = get_template(TEMPLATE)
+    return [_render(builder.file_question(), builder, template, {}) for _ in range(count)]
+
+
+@torch.no_grad()
+def name_copy_accuracy(out_dir: str | Path, *, count: int = 60, seed: int = 4242) -> dict[str, float]:
+    """How often the trained LLM under ``out_dir`` (``llm/`` + ``tokenizer/``) writes a given file name back,
+    greedily: ``tool_call_path``, the ``path`` of the first call of ``count`` tool dialogues (those with a
+    describe or convert call; the agent's system prompt and tool list), and ``file_question``, the name in the
+    answer to ``count`` file questions (:func:`file_question_texts`). Fresh names of this version's generator."""
+    import re
+
+    from nextgpt.config import LLMConfig
+    from nextgpt.llm import build_llm, load_tokenizer
+
+    config = LLMConfig(path="llm", tokenizer="tokenizer")
+    tokenizer, model = load_tokenizer(config, base_dir=out_dir), build_llm(config, base_dir=out_dir).eval()
+    name = re.compile(r"inputs/[\w-]+\.\w+")
+    sets = {"tool_call_path": [t for t in dialogue_texts("train", 2 * count, seed, tools=True)
+                               if '"path"' in t.text[t.ranges[0][0]:t.ranges[0][1]]][:count],
+            "file_question": file_question_texts(count, seed + 1)}
+    result = {}
+    for key, texts in sets.items():
+        right = []
+        for text in texts:
+            start, end = text.ranges[0]
+            ids = tokenizer(text.text[:start], return_tensors="pt").input_ids
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=48, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+            written = name.search(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
+            right.append(written is not None and written.group(0) == name.search(text.text[start:end]).group(0))
+        result[key] = sum(right) / max(len(right), 1)
+    return result
+
+
+def _render(example: Any, builder: Any, template: Any, by_key: dict[str, Meaning]) -> LabelledText:
+    """One example in the template, input placeholders replaced by a caption of the item, a tool result as a user
+    turn (as ``dialogs/render.py`` writes it), the loss on the answers that are trained."""
+    from nextgpt.dialogs.tokenize import labelled_segments, loss_ranges
+    from nextgpt.dialogs.tool_calls import render_tool_result
+
+    turns = []
+    for turn in example.dialogue.turns:
+        text = turn.text
+        for ref in turn.inputs:
+            text = text.replace(f"<{ref.modality}>", builder.caption(by_key[ref.path]), 1)
+        turns.append(("user", render_tool_result(turn.tool_name or "tool", text)) if turn.role == "tool"
+                     else (turn.role, text))
+    segments = template.segments(turns, add_generation_prompt=False)
+    trained = [t.train for t in example.dialogue.turns if t.role == "assistant"]
+    ranges = loss_ranges(segments, labelled_segments(segments, trained))
+    return LabelledText("".join(s.text for s in segments), tuple(ranges))
 
 
 def _template_strings() -> list[str]:
@@ -223,8 +269,13 @@ def _step_loss(model: Any, blocks: tuple[torch.Tensor, torch.Tensor], rows: torc
 
 
 def _mean_of(*parts: tuple[torch.Tensor, int]) -> tuple[torch.Tensor, int]:
-    count = sum(n for _, n in parts)
-    return sum(loss * n for loss, n in parts) / max(count, 1), count
+    """The mean loss over the labelled tokens of all ``parts``; a part without any (its loss is NaN: a short
+    block can hold no answer token) is left out, and a step with none at all has a zero loss."""
+    kept = [(loss, n) for loss, n in parts if n > 0]
+    if not kept:
+        return torch.zeros((), requires_grad=True), 0
+    count = sum(n for _, n in kept)
+    return sum(loss * n for loss, n in kept) / count, count
 
 
 @torch.no_grad()
@@ -251,7 +302,8 @@ def perplexity(model: Any, blocks: tuple[torch.Tensor, torch.Tensor], batch_size
 def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batch_size: int = 32, block: int = 128,
                   lr: float = 3e-3, architecture: dict[str, Any] | None = None, vocab_size: int = VOCAB_SIZE,
                   train_dialogues: int = 4000, eval_dialogues: int = 300, tool_dialogues: int = 4000,
-                  tool_rows: int = 4, tool_block: int = TOOL_BLOCK) -> LLMReport:
+                  tool_rows: int = 4, tool_block: int = TOOL_BLOCK, file_questions: int = 20_000,
+                  file_rows: int = 16, copy_probe: int = 60) -> LLMReport:
     """Train the toy tokenizer and LLaMA and save them under ``out_dir/tokenizer`` and ``out_dir/llm``.
 
     Args:
@@ -265,6 +317,11 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
         tool_dialogues: how many tool-call dialogues (the agent's format) to render; 0 leaves them out.
         tool_rows: tool-call dialogues added to every step, each whole in a row of ``tool_block`` tokens (a
             second forward pass; the loss is the mean over the labelled tokens of both).
+        file_questions: short dialogues that ask for an attached file's name (:func:`file_question_texts`):
+            practice at copying names, which tool calls need; packed in blocks of their own, ``file_rows`` of
+            them added to every step (enough distinct names that they are not learnt by heart: 2000 questions
+            seen 11 times each taught the toy LLM the training names, not to copy).
+        copy_probe: tool dialogues and file questions for :func:`name_copy_accuracy` in the report (0: skip).
 
     Raises:
         ValueError: for non-positive sizes.
@@ -273,8 +330,8 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
 
     if min(steps, batch_size, block, train_dialogues, eval_dialogues) <= 0:
         raise ValueError("steps, batch_size, block, train_dialogues and eval_dialogues must all be > 0")
-    if tool_dialogues < 0 or tool_rows < 0:
-        raise ValueError("tool_dialogues and tool_rows must be ≥ 0")
+    if min(tool_dialogues, tool_rows, file_questions, file_rows) < 0:
+        raise ValueError("tool_dialogues, tool_rows, file_questions and file_rows must be ≥ 0")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -283,10 +340,12 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
     eval_text = dialogue_texts("eval", eval_dialogues, seed + 1, split)
     fresh_text = dialogue_texts("train", eval_dialogues, seed + 2, split)
     tool_text = dialogue_texts("train", tool_dialogues, seed + 3, split, tools=True) if tool_dialogues else []
-    tokenizer = train_toy_tokenizer([t.text for t in train_text + tool_text], vocab_size)
+    file_text = file_question_texts(file_questions, seed + 4) if file_questions and file_rows else []
+    tokenizer = train_toy_tokenizer([t.text for t in train_text + tool_text + file_text[:len(train_text)]], vocab_size)
     tokenizer.save_pretrained(out / "tokenizer")
     train_blocks = _pack(tokenizer, train_text, block)
     tool_blocks = _rows(tokenizer, tool_text, tool_block) if tool_text and tool_rows else None
+    file_blocks = _pack(tokenizer, file_text, block) if file_text else None
     eval_blocks, fresh_blocks = _pack(tokenizer, eval_text, block), _pack(tokenizer, fresh_text, block)
     logger.info("toy LLM text: %d train blocks of %d tokens, vocab %d (%.1f s)", len(train_blocks[0]), block,
                 len(tokenizer), time.perf_counter() - started)
@@ -310,6 +369,9 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
             if tool_blocks is not None:
                 tool = torch.randint(len(tool_blocks[0]), (tool_rows,), generator=generator)
                 parts.append(_step_loss(model, tool_blocks, tool))
+            if file_blocks is not None:
+                files = torch.randint(len(file_blocks[0]), (file_rows,), generator=generator)
+                parts.append(_step_loss(model, file_blocks, files))
             loss, _ = _mean_of(*parts)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -325,12 +387,15 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
     model.requires_grad_(False)
     model.save_pretrained(out / "llm", safe_serialization=True)
     ppl_eval, ppl_fresh = perplexity(model, eval_blocks), perplexity(model, fresh_blocks)
+    copying = name_copy_accuracy(out, count=copy_probe) if copy_probe > 0 else {}
     seconds = time.perf_counter() - started
     report = LLMReport(ppl_eval, ppl_fresh, losses, seconds, steps, sum(p.numel() for p in model.parameters()),
                        len(tokenizer), int(train_blocks[0].numel()), str(out / "llm"), str(out / "tokenizer"),
                        {"train_seconds": train_seconds, "batch_size": batch_size, "block": block, "lr": lr,
                         "seed": seed, "template": TEMPLATE, "tool_dialogues": len(tool_text),
                         "tool_rows": tool_rows if tool_blocks is not None else 0, "tool_block": tool_block,
+                        "name_copy": copying, "file_questions": len(file_text),
+                        "file_rows": file_rows if file_blocks is not None else 0,
                         "tool_tokens_max": max((len(t) for t in tokenizer([t.text for t in tool_text])["input_ids"]),
                                                default=0)})
     (out / "llm_report.json").write_text(json.dumps({k: v for k, v in report.to_dict().items() if k != "losses"},
