@@ -67,3 +67,38 @@ def test_denoising_loss_trains_through_the_frozen_unet(tmp_path):
     fresh = NextGPT.from_preset("tiny").model.output_projectors["image"].state_dict()
     trained = trainer.pipe.model.output_projectors["image"].state_dict()
     assert any(not torch.equal(fresh[k], trained[k]) for k in fresh)
+
+
+def test_route_loss_is_the_cross_entropy_of_each_trained_first_signal_token():
+    from nextgpt.training.module import _route_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 10)
+    input_ids = torch.randint(0, 10, (2, 6))
+    labels = input_ids.clone()
+    labels[1, :4] = -100  # row 1's first signal sequence sits in an untrained (history) turn
+    rows, starts = torch.tensor([0, 1, 1]), torch.tensor([3, 2, 5])
+    expected = torch.nn.functional.cross_entropy(logits[[0, 1], [2, 4]], input_ids[[0, 1], [3, 5]])
+    assert torch.allclose(_route_loss(logits, input_ids, labels, rows, starts), expected)
+    # made certain of the right token at those two positions, the loss vanishes
+    logits[0, 2, input_ids[0, 3]] = logits[1, 4, input_ids[1, 5]] = 1e4
+    assert float(_route_loss(logits, input_ids, labels, rows, starts)) < 1e-6
+    assert _route_loss(logits, input_ids, labels, rows[1:2], starts[1:2]) is None  # only an untrained one
+    assert _route_loss(logits, input_ids, labels, rows[:0], starts[:0]) is None  # no output in the batch
+
+
+def test_route_weight_adds_the_weighted_route_loss_to_the_total(tmp_path):
+    torch.set_num_threads(1)
+    data = synthetic.instruction_dialogues(tmp_path / "data", repeat=1)
+    config = load_train_config("configs/tiny/stage3.yaml", [
+        "model={preset: tiny}", f"data.train=[{data}]", f"output_dir={tmp_path / 'run'}", "max_steps=3",
+        "log_every=1", "progress_bar=false", "log_with=[]", "loss.route_weight=2.5", "optim.warmup_steps=0"])
+    trainer = Trainer(config)
+    trainer.train()
+    logged = [h for h in trainer.history if "train/route" in h]
+    assert logged, "no step had a trained output, the test data changed"
+    for h in logged:
+        signal = sum(value * (2.0 if key.endswith("/video") else 1.0)  # the tiny recipe scales video ×2
+                     for key, value in h.items() if key.startswith("train/signal/"))
+        assert h["train/total"] == pytest.approx(h["train/lm"] + 2.5 * h["train/route"] + signal, rel=1e-4)
+        assert h["train/route"] > 0

@@ -83,6 +83,9 @@ class LossConfig(_Strict):
     lm_weight: float = Field(1.0, ge=0, description="weight of the next-token loss on assistant tokens")
     signal_weight: float = Field(1.0, ge=0, description="weight of the signal-feature distance loss")
     signal_scale: dict[str, float] = Field(default_factory=dict, description="per-modality scale (default 1.0)")
+    route_weight: float = Field(0.0, ge=0, description="extra weight on the next-token loss of each output's first "
+                                                       "signal token: the model's choice of output modality, one "
+                                                       "token among an answer's many in the LM loss (0: off)")
     denoise: DenoiseConfig = Field(default_factory=DenoiseConfig)
 
 

@@ -51,13 +51,18 @@ class TrainingModule(nn.Module):
             targets: modality → ``[S_m, Q, D]`` caption targets in the order of that modality's sequences.
 
         Returns:
-            ``{"lm": scalar, "signal/<modality>": scalar, ...}`` (distance terms unscaled) and ``"conditions"``,
-            a dict modality → ``[S_m, Q, D]`` for further losses.
+            ``{"lm": scalar, "route": scalar, "signal/<modality>": scalar, ...}`` (unweighted) and
+            ``"conditions"``, a dict modality → ``[S_m, Q, D]`` for further losses. ``route`` is the next-token
+            loss of the first signal token of each trained output (which modality the model chose), present
+            when the batch has one.
         """
         model = self.model
         media_tokens = self._project(media_embeddings, media_modalities)
         out = model(input_ids, attention_mask=attention_mask, media_tokens=media_tokens, labels=labels)
         losses: dict[str, Any] = {"lm": out.loss}
+        route = _route_loss(out.logits, input_ids, labels, signal_rows, signal_starts)
+        if route is not None:
+            losses["route"] = route
         conditions: dict[str, torch.Tensor] = {}
         if signal_modalities:
             hidden = out.hidden_states[-1]
@@ -85,3 +90,15 @@ class TrainingModule(nn.Module):
             for i, tokens in zip(index, projected):
                 pieces[i] = tokens
         return torch.cat(pieces, dim=0)
+
+
+def _route_loss(logits: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor,
+                starts: torch.Tensor) -> torch.Tensor | None:
+    """Cross-entropy of each trained signal sequence's first token, predicted from the position before it."""
+    if rows.numel() == 0:
+        return None
+    keep = (starts > 0) & (labels[rows, starts] != -100)
+    if not bool(keep.any()):
+        return None
+    rows, starts = rows[keep], starts[keep]
+    return torch.nn.functional.cross_entropy(logits[rows, starts - 1].float(), input_ids[rows, starts])

@@ -238,6 +238,8 @@ class Trainer:
                     out[f"denoise/{modality}"] = self.denoiser.loss(modality, [requests[i].path for i in keep],
                                                                     features[keep])
         total = config.loss.lm_weight * out["lm"]
+        if config.loss.route_weight and "route" in out:
+            total = total + config.loss.route_weight * out["route"]
         for key, value in out.items():
             if key.startswith("signal/"):
                 total = total + config.loss.signal_weight * config.loss.signal_scale.get(key[7:], 1.0) * value
