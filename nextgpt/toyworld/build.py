@@ -472,10 +472,11 @@ class ToyWorldBuild:
         self._step("model", folder, work, None)
         return folder
 
-    PART_STEPS = ("decoder-video", "llm", "encoder", "decoder-image", "decoder-audio")
+    PART_STEPS = ("encoder", "decoder-video", "llm", "decoder-image", "decoder-audio")
     """The independent part steps, in the order ``jobs`` processes take them up: longest first, so that with the
-    world's data last two processes end together (measured, one thread each: video 1436, LLM 968, encoder 759,
-    image 760, audio 475 s, data 142 s — {video, image, data} and {LLM, encoder, audio} ended 6 s apart)."""
+    world's data last two processes end close together (measured, one thread each, two at a time: video 1436,
+    LLM 1147, encoder 759 s at 600 steps — ≈ 1520 s at the 1200 of now —, image 760, audio 475, data 223 s; two
+    processes then take {encoder, image, audio} and {video, LLM, data}, ≈ 2750 and 2810 s)."""
 
     PARALLEL_STEPS = (*PART_STEPS, "data")
     """What the worker processes run: the parts, and the world's data, which only the stages read."""

@@ -283,7 +283,7 @@ def _mean(values) -> float:
     return sum(values) / len(values)
 
 
-def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 600, batch_size: int = 32,
+def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 1200, batch_size: int = 32,
                       architecture: dict[str, Any] | None = None, lr: float = 2e-3,
                       modalities: tuple[str, ...] = MODALITIES, eval_per_modality: int = 100,
                       hard_negatives: float = 0.0, attribute_weight: float = 1.0,
@@ -295,7 +295,8 @@ def train_toy_encoder(out_dir: str | Path, *, seed: int = 0, steps: int = 600, b
     Args:
         out_dir: folder for ``encoder.safetensors`` and ``encoder.json``.
         seed: seeds the initialisation, the batches and the renderings (same seed, same weights).
-        steps: optimiser steps; each step has one batch per modality.
+        steps: optimiser steps; each step has one batch per modality. Held-out shape is learnt slowest: 600 steps
+            read it at 0.60 / 0.62 (image / video linear probe), 1200 at 0.88 / 0.88 (docs/toyworld.md).
         batch_size: meanings per modality per step (capped by the number of training meanings: audio has 14).
         architecture: overrides of :data:`TOY_ARCHITECTURE` (``ImageBindModel`` kwargs).
         lr: AdamW peak learning rate (cosine decay after a 5 % warm-up).
