@@ -177,3 +177,56 @@ def test_cli_toyworld_data(tmp_path, capsys, monkeypatch):
     printed = capsys.readouterr().out
     assert "train_instructions.jsonl: 24 dialogue(s)" in printed and (tmp_path / "manifest.json").is_file()
     assert main(["data", "validate", *map(str, sorted(tmp_path.glob("*_*.jsonl")))]) == 0
+
+
+def _requests(rate, monkeypatch, part="train", count=300):
+    """User requests of every task from one seeded builder, with courtesy at ``rate``."""
+    import numpy as np
+
+    from nextgpt.toyworld import dialogues
+
+    monkeypatch.setattr(dialogues, "COURTESY_RATE", rate)
+    split = make_split()
+    builder = dialogues.Builder(split, part, lambda meaning: meaning.key, np.random.default_rng(5))
+    image, sound = split.meanings("image", part)[0], split.meanings("audio", part)[0]
+    return {
+        "generate": [builder.generation(image).dialogue for _ in range(count)],
+        "describe": [builder.captioning(sound).dialogue for _ in range(count)],
+        "convert": [builder.conversion(image, "audio").dialogue for _ in range(count)],
+    }
+
+
+def test_courtesy_is_spread_over_every_task_and_leaves_other_draws_alone(monkeypatch):
+    from nextgpt.toyworld.prompts import COURTESY_RATE, polite
+
+    polite_ones = _requests(COURTESY_RATE, monkeypatch)
+    plain = _requests(0.0, monkeypatch)
+    for task, dialogues_ in polite_ones.items():
+        said = [d.turns[0].text for d in dialogues_]
+        rate = sum("please" in text.lower() for text in said) / len(said)
+        # "please" no longer tells a describe request from a generate or convert one (the templates alone: only
+        # one describe phrasing of 8 says it, no generate or convert phrasing does)
+        assert COURTESY_RATE - 0.1 < rate < COURTESY_RATE + 0.2, (task, rate)
+        for with_courtesy, without in zip(dialogues_, plain[task]):
+            # its own random stream: captions, answers and files are those of the world without courtesy
+            assert [t.text for t in with_courtesy.turns[1:]] == [t.text for t in without.turns[1:]]
+            assert with_courtesy.turns[0].text in (without.turns[0].text, polite(without.turns[0].text, 0),
+                                                   polite(without.turns[0].text, 1))
+    evaluation = _requests(COURTESY_RATE, monkeypatch, part="eval", count=60)
+    assert evaluation["generate"][0].turns[0].text == _requests(0.0, monkeypatch, "eval", 60)["generate"][0].turns[0].text
+    assert not any("please" in d.turns[0].text.lower() and not d.turns[0].text.startswith("Please generate")
+                   for d in evaluation["generate"])  # eval requests are the templates as written
+
+
+@pytest.mark.parametrize(("request_", "form", "expected"), [
+    ("Make a picture of a red circle.", 0, "Please make a picture of a red circle."),
+    ("Make a picture of a red circle.", 1, "Make a picture of a red circle, please."),
+    ("<image>\nWhat is in this picture?", 0, "<image>\nWhat is in this picture, please?"),
+    ("<image>\nDescribe this picture.", 0, "<image>\nPlease describe this picture."),
+    ("I would like a sound of a low tone.", 0, "I would like a sound of a low tone, please."),
+    ("<image>\nCaption this picture, please.", 0, "<image>\nCaption this picture, please."),
+])
+def test_polite_requests_read_naturally(request_, form, expected):
+    from nextgpt.toyworld.prompts import polite
+
+    assert polite(request_, form) == expected

@@ -21,10 +21,12 @@ from .language import PLACE, WORDS, caption
 from .prompts import (
     ANSWERS,
     ATTRIBUTE_WORDS,
+    COURTESY_RATE,
     MODEL_MODALITIES,
     NOUNS,
     TOOL_SYSTEM,
     instruction_phrasings,
+    polite,
     tool_specs,
     with_articles,
 )
@@ -62,6 +64,8 @@ class Builder:
 
     def __init__(self, split: Split, part: str, media: MediaWriter, rng: np.random.Generator) -> None:
         self.split, self.part, self.media, self.rng = split, part, media, rng
+        # courtesy draws from a stream of its own: every other draw is what it would be without it
+        self.courtesy = rng.spawn(1)[0]
 
     # ---- words -------------------------------------------------------------------------------------------
     def _choice(self, options):
@@ -75,7 +79,11 @@ class Builder:
         return self._choice(NOUNS[modality])
 
     def instruction(self, task: str, **words: str) -> str:
-        return with_articles(self._choice(instruction_phrasings(task, self.part)).format(**words))
+        """A request of ``task`` in one of the part's phrasings; in training, ``COURTESY_RATE`` of them polite."""
+        text = with_articles(self._choice(instruction_phrasings(task, self.part)).format(**words))
+        if self.part == "train" and self.courtesy.random() < COURTESY_RATE:
+            text = polite(text, int(self.courtesy.integers(2)))
+        return text
 
     def answer(self, task: str, **words: str) -> str:
         return with_articles(self._choice(ANSWERS[task]).format(**words))

@@ -63,6 +63,12 @@ INSTRUCTIONS: dict[str, tuple[str, ...]] = {
 }
 HELD_OUT_INSTRUCTION = -1  # index of each task's held-out phrasing
 
+COURTESY_RATE = 0.3
+"""Share of the training requests of *every* task that :func:`polite` gives a "please". The templates alone have one
+polite phrasing, a describe request, so in training "please" meant "answer in words": the shipped model answered
+the held-out "Please generate a {noun} with …" in words 23 times in 60, and a trained phrasing with "Please" in
+front 10–20 times, against 0–2 without it. Courtesy at one rate for all tasks predicts none of them."""
+
 ANSWERS: dict[str, tuple[str, ...]] = {
     "generate": ("Here is {caption}: {marker}", "{marker} This is {caption}.", "Sure, {caption}: {marker}"),
     "describe": ("It is {caption}.", "This {noun} shows {caption}.", "I see {caption}."),
@@ -81,6 +87,22 @@ TOOL_SYSTEM = SYSTEM_PROMPT  # the agent's own system prompt: the model plans wi
 def with_articles(text: str) -> str:
     """``a`` before a vowel becomes ``an`` (``a image`` → ``an image``): the templates say ``a {noun}``."""
     return re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", text)
+
+
+def polite(instruction: str, form: int) -> str:
+    """``instruction`` with a courtesy word on its request line (the text after a leading media placeholder): form
+    0 puts "Please" in front of a command, form 1 ", please" before the final punctuation (also what form 0 does
+    to a question, and to a line that starts with "I"). A request that already says "please" is returned as is."""
+    head, newline, line = instruction.rpartition("\n")
+    if "please" in line.lower() or not line:
+        return instruction
+    if form == 0 and not line.startswith("I ") and "?" not in line:
+        line = "Please " + line[0].lower() + line[1:]
+    elif line[-1] in ".?!":
+        line = line[:-1] + ", please" + line[-1]
+    else:
+        line = line + ", please"
+    return head + newline + line
 
 
 def instruction_phrasings(task: str, part: str) -> list[str]:
