@@ -78,6 +78,7 @@ def test_evaluate_checkpoint_reports_every_field(tiny_pipe, untrained, tmp_path)
     assert 0.0 <= report["tool_calls"] <= 1.0 and 0.0 <= report["tool_retries"] <= 1.0
     table = format_report(report)
     assert "retrieval_at_1" in table and "CIDEr-D" in table and "tool calls" in table and "retried" in table
+    assert set(report["routing_by_phrasing"]) == {"trained", "held_out"} and "by request phrasing" in table
 
 
 def test_a_retry_is_judged_after_the_given_failed_call_and_its_error(tmp_path):
@@ -198,3 +199,28 @@ def test_signal_retrieval_reads_prompts_with_input_media(tiny_pipe, tmp_path):
              "outputs": [{"modality": "audio", "caption": f"a {colour} sound"}]}]}))
     value = signal_retrieval(tiny_pipe, dialogues, "audio")
     assert 0.0 <= value <= 1.0
+
+
+def test_routing_is_reported_by_request_phrasing_held_out_or_trained():
+    from nextgpt.eval.toyworld_eval import TurnResult, held_out_phrasing, summarize
+    from nextgpt.toyworld.dialogues import Check
+    from nextgpt.toyworld.prompts import INSTRUCTIONS, polite, with_articles
+
+    words = {"noun": "image", "caption": "a red circle on the left", "placeholder": "<audio>", "target": "tone",
+             "target_modality": "audio", "modality": "image", "attribute": "colour"}
+    for task, templates in INSTRUCTIONS.items():
+        asked = [with_articles(t.format(**words)) for t in templates]
+        assert [held_out_phrasing(text) for text in asked] == [False] * (len(templates) - 1) + [True], task
+    assert held_out_phrasing(polite("Make a picture of a red circle.", 0)) is None  # "Please make …": no template
+    assert held_out_phrasing(polite("Make a picture of a red circle.", 1)) is False  # the caption slot takes it
+    assert held_out_phrasing("draw me something nice") is None
+
+    def result(request, produced, produce="image"):
+        return TurnResult("generation", Check(2, produce, "image", {}), produced, True, "", request=request)
+
+    results = [result("Make a picture of a red circle.", ["image"]),
+               result("Make a picture of a blue cross.", []),
+               result("Please generate a picture with a red circle.", []),
+               result("draw me something nice", ["image"])]  # no phrasing of the world: in neither
+    report = summarize(results, {})
+    assert report["routing_by_phrasing"] == {"trained": 0.5, "held_out": 0.0}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from nextgpt.dialogs.tool_calls import parse_tool_calls, render_tool_result
 from nextgpt.toyworld.dataset import EVAL_FILES
 from nextgpt.toyworld.dialogues import TOOL_CALL, Check
 from nextgpt.toyworld.language import TEMPLATES, caption, parse_caption
+from nextgpt.toyworld.prompts import HELD_OUT_INSTRUCTION, INSTRUCTIONS
 from nextgpt.toyworld.world import MODALITIES, Meaning
 
 from .accuracy import TEXT, retrieval_at_1, routed_right
@@ -43,6 +45,30 @@ class TurnResult:
     text: str
     dialogue_index: int = -1
     attributes: dict[str, bool] | None = None  # per checked attribute: right or not
+    request: str = ""  # the user's turn that asked for it
+
+
+def _phrasing_patterns() -> list[tuple[re.Pattern, bool]]:
+    """One pattern per instruction phrasing of every task (its words literal, each ``{slot}`` any text), with
+    whether it is the task's held-out phrasing."""
+    patterns = []
+    for templates in INSTRUCTIONS.values():
+        held_out = len(templates) + HELD_OUT_INSTRUCTION if HELD_OUT_INSTRUCTION < 0 else HELD_OUT_INSTRUCTION
+        for index, template in enumerate(templates):
+            literal = [re.escape(piece) for piece in re.split(r"\{\w+\}", template)]
+            patterns.append((re.compile("(.+?)".join(literal), re.DOTALL), index == held_out))
+    return patterns
+
+
+_PHRASINGS = _phrasing_patterns()
+
+
+def held_out_phrasing(request: str) -> bool | None:
+    """Whether ``request`` is in a held-out instruction phrasing (True), a trained one (False), or none of the
+    world's (None: a user's own words)."""
+    text = re.sub(r"\b([Aa])n (?=[aeiou])", r"\1 ", request.strip())  # undo with_articles: the templates say "a"
+    matched = [held for pattern, held in _PHRASINGS if pattern.fullmatch(text)]
+    return any(matched) if matched else None
 
 
 def load_eval_set(eval_dir: str | Path, limit: int | None = None) -> list[tuple[str, Dialogue, list[Check]]]:
@@ -140,7 +166,7 @@ def _run_dialogue(pipe: Any, kind: str, dialogue: Dialogue, checks: list[Check],
         if check.produce == TOOL_CALL:  # judged as planned: a call is text, routing does not apply
             attributes = _judge(response, check, classifiers)
             results.append(TurnResult(kind, check, produced, all(attributes.values()), response.text,
-                                      attributes=attributes))
+                                      attributes=attributes, request=turn.text))
             break  # the rest of the dialogue (the tool's result) is what the agent would run
         if not routed_right(check.produce, produced):
             conversation.undo()
@@ -149,7 +175,7 @@ def _run_dialogue(pipe: Any, kind: str, dialogue: Dialogue, checks: list[Check],
             response = conversation.say(turn.text, media=media, force=force, forbid=outputs - force)
         attributes = _judge(response, check, classifiers)
         results.append(TurnResult(kind, check, produced, all(attributes.values()), response.text,
-                                  attributes=attributes))
+                                  attributes=attributes, request=turn.text))
     return results
 
 
@@ -238,12 +264,18 @@ def summarize(results: list[TurnResult], retrieval: dict[str, float | None]) -> 
             by_attribute.setdefault(r.kind, {}).setdefault(target, {}).setdefault(name, []).append(ok)
     captions = [r for r in results if r.kind == "captioning"]
     calls = [r for r in results if r.kind == "tools"]
+    routed = [r for r in results if r.check.produce != TOOL_CALL]
+    phrasing = {r.request: held_out_phrasing(r.request) for r in routed}
     candidates, references = [r.text for r in captions], [_references(r.check) for r in captions]
     return {
         "per_modality": per_modality,
         "per_attribute": {kind: {m: {name: _mean(hits) for name, hits in names.items()}
                                  for m, names in targets.items()} for kind, targets in by_attribute.items()},
         "routing_text": _mean([routed_right(TEXT, r.produced) for r in text_requests]),
+        # every routed request (multi-turn turns included) by its instruction phrasing: held out of training or not
+        "routing_by_phrasing": {name: _mean([routed_right(r.check.produce, r.produced) for r in routed
+                                             if phrasing[r.request] is held])
+                                for name, held in (("trained", False), ("held_out", True))},
         "multiturn": _mean([all(turns) for turns in dialogues.values()]),
         "multiturn_turns": _mean([ok for turns in dialogues.values() for ok in turns]),
         "tool_calls": _mean([r.correct for r in calls]),
@@ -301,6 +333,9 @@ def format_report(report: dict) -> str:
     for modality, row in report["per_modality"].items():
         lines.append(f"{modality:<10}" + "".join(f"{_cell(row[c]):>16}" for c in columns))
     lines.append(f"routing (text answers): {_cell(report['routing_text'])}")
+    if report.get("routing_by_phrasing"):
+        by = report["routing_by_phrasing"]
+        lines.append(f"routing by request phrasing: trained {_cell(by['trained'])}, held out {_cell(by['held_out'])}")
     lines.append(f"multi-turn: {_cell(report['multiturn'])} of dialogues, {_cell(report['multiturn_turns'])} of turns")
     lines.append(f"captioning BLEU-4: {_cell(report['bleu4'])}   CIDEr-D: {_cell(report['cider_d'])}")
     if report.get("tool_calls") is not None:
