@@ -179,15 +179,14 @@ def test_cli_toyworld_data(tmp_path, capsys, monkeypatch):
     assert main(["data", "validate", *map(str, sorted(tmp_path.glob("*_*.jsonl")))]) == 0
 
 
-def _requests(rate, monkeypatch, part="train", count=300):
+def _requests(rate, part="train", count=300):
     """User requests of every task from one seeded builder, with courtesy at ``rate``."""
     import numpy as np
 
     from nextgpt.toyworld import dialogues
 
-    monkeypatch.setattr(dialogues, "COURTESY_RATE", rate)
     split = make_split()
-    builder = dialogues.Builder(split, part, lambda meaning: meaning.key, np.random.default_rng(5))
+    builder = dialogues.Builder(split, part, lambda meaning: meaning.key, np.random.default_rng(5), courtesy_rate=rate)
     image, sound = split.meanings("image", part)[0], split.meanings("audio", part)[0]
     return {
         "generate": [builder.generation(image).dialogue for _ in range(count)],
@@ -196,11 +195,11 @@ def _requests(rate, monkeypatch, part="train", count=300):
     }
 
 
-def test_courtesy_is_spread_over_every_task_and_leaves_other_draws_alone(monkeypatch):
+def test_courtesy_is_spread_over_every_task_and_leaves_other_draws_alone():
     from nextgpt.toyworld.prompts import COURTESY_RATE, polite
 
-    polite_ones = _requests(COURTESY_RATE, monkeypatch)
-    plain = _requests(0.0, monkeypatch)
+    polite_ones = _requests(COURTESY_RATE)
+    plain = _requests(0.0)
     for task, dialogues_ in polite_ones.items():
         said = [d.turns[0].text for d in dialogues_]
         rate = sum("please" in text.lower() for text in said) / len(said)
@@ -212,10 +211,25 @@ def test_courtesy_is_spread_over_every_task_and_leaves_other_draws_alone(monkeyp
             assert [t.text for t in with_courtesy.turns[1:]] == [t.text for t in without.turns[1:]]
             assert with_courtesy.turns[0].text in (without.turns[0].text, polite(without.turns[0].text, 0),
                                                    polite(without.turns[0].text, 1))
-    evaluation = _requests(COURTESY_RATE, monkeypatch, part="eval", count=60)
-    assert evaluation["generate"][0].turns[0].text == _requests(0.0, monkeypatch, "eval", 60)["generate"][0].turns[0].text
+    evaluation = _requests(COURTESY_RATE, part="eval", count=60)
+    assert evaluation["generate"][0].turns[0].text == _requests(0.0, "eval", 60)["generate"][0].turns[0].text
     assert not any("please" in d.turns[0].text.lower() and not d.turns[0].text.startswith("Please generate")
                    for d in evaluation["generate"])  # eval requests are the templates as written
+
+
+def test_the_llm_pretraining_text_has_no_courtesy_and_a_bad_rate_is_refused():
+    import numpy as np
+
+    from nextgpt.toyworld.dialogues import Builder
+    from nextgpt.toyworld.train_llm import dialogue_texts
+
+    texts = [t.text for t in dialogue_texts("train", 400, seed=3)]
+    # the templates' own "please" (one describe phrasing) only: courtesy is for the stages' data, not the LLM's
+    own = re.compile(r"Caption this (picture|image|drawing|sound|audio clip|tone|video|animation|movie), please\.")
+    assert not [t for t in texts if "please" in own.sub("", t).lower()]
+    assert any(own.search(t) for t in texts)  # the template's "please" is there, so the check can see one
+    with pytest.raises(ValueError, match="courtesy_rate must be a share between 0 and 1"):
+        Builder(make_split(), "train", lambda meaning: meaning.key, np.random.default_rng(0), courtesy_rate=30)
 
 
 @pytest.mark.parametrize(("request_", "form", "expected"), [

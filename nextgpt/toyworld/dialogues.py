@@ -62,8 +62,14 @@ class Example:
 class Builder:
     """Builds dialogues for one part of the split (``train`` or ``eval``) with one random generator."""
 
-    def __init__(self, split: Split, part: str, media: MediaWriter, rng: np.random.Generator) -> None:
+    def __init__(self, split: Split, part: str, media: MediaWriter, rng: np.random.Generator, *,
+                 courtesy_rate: float = COURTESY_RATE) -> None:
+        """``courtesy_rate``: the share of training requests made polite (0 for the LLM's pretraining text, which
+        is the world's dialogues without courtesy: see ``train_llm.dialogue_texts``)."""
+        if not 0.0 <= courtesy_rate <= 1.0:
+            raise ValueError(f"courtesy_rate must be a share between 0 and 1, got {courtesy_rate!r}")
         self.split, self.part, self.media, self.rng = split, part, media, rng
+        self.courtesy_rate = courtesy_rate
         # courtesy draws from a stream of its own: every other draw is what it would be without it
         self.courtesy = rng.spawn(1)[0]
 
@@ -79,9 +85,9 @@ class Builder:
         return self._choice(NOUNS[modality])
 
     def instruction(self, task: str, **words: str) -> str:
-        """A request of ``task`` in one of the part's phrasings; in training, ``COURTESY_RATE`` of them polite."""
+        """A request of ``task`` in one of the part's phrasings; in training, ``courtesy_rate`` of them polite."""
         text = with_articles(self._choice(instruction_phrasings(task, self.part)).format(**words))
-        if self.part == "train" and self.courtesy.random() < COURTESY_RATE:
+        if self.part == "train" and self.courtesy.random() < self.courtesy_rate:
             text = polite(text, int(self.courtesy.integers(2)))
         return text
 

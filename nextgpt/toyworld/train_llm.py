@@ -106,7 +106,9 @@ def dialogue_texts(part: str, count: int, seed: int, split: Split | None = None,
     template = get_template(TEMPLATE)
     by_key = _meanings_by_key()
     rng = np.random.default_rng(seed)
-    builder = Builder(split, part, lambda meaning: meaning.key, rng)
+    # No courtesy here: the LLM learns the world's language without "please" on requests, and stage 3 teaches
+    # it (docs/toyworld.md, "Text": the one build whose LLM read polite requests captioned worse).
+    builder = Builder(split, part, lambda meaning: meaning.key, rng, courtesy_rate=0.0)
     texts: list[LabelledText] = []
     while len(texts) < count:
         if tools:  # the mix of the full world's train_tools.jsonl
