@@ -22,23 +22,23 @@ from nextgpt.toyworld.split import make_split
 
 OUTPUTS = {"image", "audio", "video"}
 
-# Measured on the shipped model (held-out meanings: 4 images and videos, the 3 held-out sounds; held-out phrasing,
-# greedy, seed 0): routed right image 4/4, audio 2/3 (the third made a picture: "S[IMG0]...[IMG3] This is a low
-# sawtooth tone, beeping."), video 2/4 (two answered in words, "It is a red square that moves upwards.": the held-out
-# "Please generate a video with ..." is the weak phrasing). Generation (the routed answer, else the request asked
-# again with the modality forced, as the eval does) image shape 0.75, colour, size and position 1.00; audio pitch
-# 0.33, timbre 0.67, rhythm 0.67; video shape 0.50, colour 0.75, direction 0.25. Description image shape 0.75,
-# colour, size and position 1.00; audio pitch and timbre 1.00, rhythm 0.67; video shape 0.50, colour 1.00,
-# direction 1.00. The audio and video decoders follow neither pitch nor direction (docs/toyworld.md). A floor is
-# one miss below what was measured; an attribute measured at chance or below, or whose floor would be, has none; a
-# ceiling is what was measured.
-ROUTED_FLOORS = {"image": 3, "audio": 1, "video": 1}
-WRONG_MODALITY_CEILINGS = {"image": 0, "audio": 1, "video": 0}
+# Measured on the shipped model (held-out meanings: 4 images and videos, the 3 held-out sounds; held-out phrasing
+# "Please generate a X with ...", greedy, seed 0): routed right image 4/4, audio 3/3, video 4/4, none in a wrong
+# modality (the model before the world's courtesy requests routed audio 2/3 and video 2/4: "please" meant "answer in
+# words"). Generation (the routed answer, else the request asked again with the modality forced, as the eval does)
+# image shape 0.75, colour, size and position 1.00; audio pitch 0.33, timbre 0.33, rhythm 0.67; video shape 0.25,
+# colour 0.75, direction 0.25. Description image shape 0.75, colour, size and position 1.00; audio pitch, timbre and
+# rhythm 0.67; video shape 0.75, colour 1.00, direction 1.00. The audio and video decoders follow neither pitch nor
+# direction (docs/toyworld.md). A floor is one miss below what was measured; an attribute measured at chance or
+# below, or whose floor would be, has none (audio: 3 items, one miss below 0.67 is chance); a ceiling is what was
+# measured.
+ROUTED_FLOORS = {"image": 3, "audio": 2, "video": 3}
+WRONG_MODALITY_CEILINGS = {"image": 0, "audio": 0, "video": 0}
 GENERATION_FLOORS = {"image": {"shape": 0.5, "colour": 0.75, "size": 0.75, "position": 0.75},
-                     "audio": {"timbre": 0.33, "rhythm": 0.33}, "video": {"shape": 0.25, "colour": 0.5}}
+                     "audio": {"rhythm": 0.33}, "video": {"colour": 0.5}}
 CAPTION_FLOORS = {"image": {"shape": 0.5, "colour": 0.75, "size": 0.75, "position": 0.75},
-                  "audio": {"pitch": 0.67, "timbre": 0.67},
-                  "video": {"colour": 0.75, "direction": 0.75, "shape": 0.25}}
+                  "audio": {},
+                  "video": {"colour": 0.75, "direction": 0.75, "shape": 0.5}}
 
 
 @pytest.fixture(scope="module")
