@@ -65,9 +65,10 @@ HELD_OUT_INSTRUCTION = -1  # index of each task's held-out phrasing
 
 COURTESY_RATE = 0.3
 """Share of the training requests of *every* task that :func:`polite` gives a "please". The templates alone have one
-polite phrasing, a describe request, so in training "please" meant "answer in words": the shipped model answered
-the held-out "Please generate a {noun} with …" in words 23 times in 60, and a trained phrasing with "Please" in
-front 10–20 times, against 0–2 without it. Courtesy at one rate for all tasks predicts none of them."""
+polite phrasing, a describe request, so in training "please" meant "answer in words": the model shipped before
+courtesy answered the held-out "Please generate a {noun} with …" in words 23 times in 60, and a trained phrasing
+with "Please" in front 10–20 times, against 0–2 without it (with courtesy: 3 times, 0). Courtesy at one rate for all
+tasks predicts none of them."""
 
 ANSWERS: dict[str, tuple[str, ...]] = {
     "generate": ("Here is {caption}: {marker}", "{marker} This is {caption}.", "Sure, {caption}: {marker}"),
