@@ -104,3 +104,46 @@ def test_parts_trained_in_parallel_processes_equal_the_sequential_ones(built, tm
     assert build.records[-1].reused and lines[-1].startswith("[encoder] reusing")
     with pytest.raises(ValueError, match="unknown part step"):
         build.part("vocoder")
+
+
+def test_a_build_can_start_from_the_frozen_parts_of_a_finished_model(built, tmp_path):
+    """``--parts-from``: the encoder, LLM, decoders and judges of a model come back as a build's parts, which the
+    build then reuses; the base it wires from them carries the model's frozen weights exactly."""
+    import re
+
+    import torch
+
+    from nextgpt.toyworld.parts import extract_parts
+
+    _, folder, _ = built
+    again = tmp_path / "again"
+    record = extract_parts(folder, again)
+    assert record["parts"] == ["encoder", "llm", "decoder-image", "decoder-video", "decoder-audio"]
+    build = ToyWorldBuild(again, Recipe.quick(), log=lambda line: None)
+    build.judges()
+    for name in ToyWorldBuild.PART_STEPS:
+        build.part(name)
+    assert all(r.reused and r.summary["extracted_from"] == str(folder.resolve()) for r in build.records[1:])
+    build.base()
+    model = NextGPT.from_pretrained(folder).model.state_dict()
+    model = {re.sub(r"base_model\.model\.|\.base_layer", "", k): v for k, v in model.items()}  # LoRA-wrapped LLM
+    base = NextGPT.from_pretrained(again / "base").model.state_dict()
+    frozen = [k for k in base if "projector" not in k]
+    assert len(frozen) > 100 and all(k in model for k in frozen)
+    vocabulary = record["llm_vocabulary"]
+    for key in frozen:  # the added tokens' rows are new in the base, as in a build that trained its own LLM
+        ours, theirs = (base[key][:vocabulary], model[key][:vocabulary]) if "embed_tokens" in key or "lm_head" in key \
+            else (base[key], model[key])
+        assert torch.equal(ours, theirs.to(ours.dtype)), key
+
+
+def test_parts_from_refuses_a_folder_that_is_not_a_model_or_a_build_with_parts(built, tmp_path, capsys):
+    from nextgpt.cli import main
+    from nextgpt.toyworld.parts import extract_parts
+
+    out, folder, _ = built
+    with pytest.raises(FileExistsError, match="exists already"):
+        extract_parts(folder, out)  # the build's own parts are never overwritten
+    assert main(["toyworld", "build", "--out", str(tmp_path / "b"), "--parts-from", str(tmp_path)]) == 2
+    assert "has no config.json: give the folder of a toy-world model" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "parts").exists()

@@ -30,6 +30,9 @@ def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
     build.add_argument("--quick", action="store_true",
                        help="a few steps of everything (seconds): checks the recipe runs, learns nothing useful")
     build.add_argument("--judges", default=None, help="reuse judges from this folder (default: OUT/judges)")
+    build.add_argument("--parts-from", default=None, metavar="MODEL",
+                       help="start from the frozen parts (encoder, LLM, decoders) and judges of a toy-world model "
+                       "('shipped': the package's): only the data, stages 1-3 and the eval run")
     build.add_argument("--eval-limit", type=int, default=None,
                        help="eval dialogues per file (default: the whole held-out split)")
     build.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -63,6 +66,16 @@ def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
                 print(f"error: --jobs must be at least 1, got {args.jobs}", file=sys.stderr)
                 return 2
             recipe.jobs = args.jobs
+            if args.parts_from is not None:
+                from nextgpt.toyworld.parts import extract_parts
+
+                source = None if args.parts_from == "shipped" else args.parts_from
+                try:
+                    record = extract_parts(source, args.out)
+                except (FileNotFoundError, FileExistsError) as error:
+                    print(f"error: {error}", file=sys.stderr)
+                    return 2
+                print(f"parts from {record['from']}: {', '.join(record['parts'])} and the judges")
             folder = ToyWorldBuild(args.out, recipe, judges=args.judges, log=print).run()
             print(f"model: {folder} (chat with it: nextgpt chat --model {folder}; report: {folder}/eval_toyworld.json)")
             return 0

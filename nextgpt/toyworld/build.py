@@ -247,7 +247,8 @@ def _part_report(folder: Path) -> dict[str, Any]:
             seconds = report.get("seconds", 0.0)
             if isinstance(seconds, dict):  # decoders: per phase
                 seconds = sum(v for k, v in seconds.items() if k != "eval")
-            return {"seconds": seconds, "trained_outside_the_build": True, "report": name}
+            origin = {"extracted_from": report["extracted_from"]} if "extracted_from" in report else {}
+            return {"seconds": seconds, "trained_outside_the_build": True, "report": name, **origin}
     return {"trained_outside_the_build": True}
 
 
