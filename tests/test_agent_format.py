@@ -155,3 +155,13 @@ def test_specs_import_without_langchain():
             "print(sorted(m for m in sys.modules if m.startswith(('langchain', 'langgraph'))))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_convert_media_names_the_output_with_a_noun_phrase():
+    from nextgpt.apps.agent.specs import OUTPUT_PHRASES, convert_prompt, output_phrase
+
+    assert [convert_prompt(m, "image") for m in ("image", "audio", "video")] == [
+        "Make an image that matches this image.", "Make a sound that matches this image.",
+        "Make a video that matches this image."]
+    assert set(OUTPUT_PHRASES) == {"image", "audio", "video"}
+    assert output_phrase("mesh") == "a mesh" and output_phrase("event") == "an event"  # modalities added later

@@ -244,3 +244,14 @@ def test_polite_requests_read_naturally(request_, form, expected):
     from nextgpt.toyworld.prompts import polite
 
     assert polite(request_, form) == expected
+
+
+def test_conversion_requests_ask_in_the_agents_words_with_a_noun_phrase_for_the_output():
+    from nextgpt.apps.agent.specs import convert_prompt
+
+    asked = {d.turns[0].text.split("\n")[-1] for d in _requests(0.0, count=200)["convert"]}
+    # the convert_media phrasing is one of the world's: a model trained on it reads what the agent sends
+    assert convert_prompt("audio", "image") == "Make a sound that matches this image." and \
+        convert_prompt("audio", "image") in asked
+    # no request names its output by a bare modality word ("Make audio that ..." routed to video a third of the time)
+    assert not [text for text in asked if re.match(r"Make (audio|image|video)\b", text)]

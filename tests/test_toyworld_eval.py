@@ -207,7 +207,7 @@ def test_routing_is_reported_by_request_phrasing_held_out_or_trained():
     from nextgpt.toyworld.prompts import INSTRUCTIONS, polite, with_articles
 
     words = {"noun": "image", "caption": "a red circle on the left", "placeholder": "<audio>", "target": "tone",
-             "target_modality": "audio", "modality": "image", "attribute": "colour"}
+             "target_phrase": "a sound", "modality": "image", "attribute": "colour"}
     for task, templates in INSTRUCTIONS.items():
         asked = [with_articles(t.format(**words)) for t in templates]
         assert [held_out_phrasing(text) for text in asked] == [False] * (len(templates) - 1) + [True], task

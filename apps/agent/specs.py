@@ -13,8 +13,9 @@ from typing import Any, Sequence
 from .limits import AgentLimits
 from .schemas import DESCRIBE_QUESTION, build_schemas
 
-__all__ = ["ATTACHED", "DESCRIBE_QUESTION", "REGENERATE_DESCRIPTION", "SYSTEM_PROMPT", "MediaTool",
-           "attachment_note", "convert_prompt", "media_tool_specs", "media_tools", "missing_file", "tool_failure"]
+__all__ = ["ATTACHED", "CONVERT_PROMPT", "DESCRIBE_QUESTION", "OUTPUT_PHRASES", "REGENERATE_DESCRIPTION",
+           "SYSTEM_PROMPT", "MediaTool", "attachment_note", "convert_prompt", "media_tool_specs", "media_tools",
+           "missing_file", "output_phrase", "tool_failure"]
 
 SYSTEM_PROMPT = (
     "You are a media assistant. Use the tools to look at, generate and convert image, audio and video files in "
@@ -61,9 +62,28 @@ def media_tools(inputs: Sequence[str], outputs: Sequence[str], limits: AgentLimi
     return tools
 
 
+CONVERT_PROMPT = "Make {target} that matches this {source}."
+"""What ``convert_media`` asks the model when the call gives no instruction: ``target`` is an
+:func:`output_phrase`, ``source`` the input's modality."""
+
+OUTPUT_PHRASES = {"image": "an image", "audio": "a sound", "video": "a video"}
+"""How a request names the output it asks for: a noun phrase, as people ask ("make a sound"), not the bare modality
+name. Measured on the toy-world model trained on "Make audio that matches this image.": that request (74 pictures,
+greedy) came back as a sound 46 times and as a video 27; "Make a sound that matches this image.", never trained,
+74 times in 74 (docs/toyworld.md)."""
+
+
+def output_phrase(modality: str) -> str:
+    """The noun phrase a request uses for an output of ``modality`` (``a 3d mesh`` style for modalities without one
+    in :data:`OUTPUT_PHRASES`)."""
+    if modality in OUTPUT_PHRASES:
+        return OUTPUT_PHRASES[modality]
+    return ("an " if modality[:1].lower() in "aeiou" else "a ") + modality
+
+
 def convert_prompt(target: str, source_modality: str) -> str:
-    """What ``convert_media`` asks the model when the call gives no instruction."""
-    return f"Make {target} that matches this {source_modality}."
+    """What ``convert_media`` asks the model when the call gives no instruction (:data:`CONVERT_PROMPT`)."""
+    return CONVERT_PROMPT.format(target=output_phrase(target), source=source_modality)
 
 
 def missing_file(path: str, files: Sequence[str]) -> str:

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from nextgpt.apps.agent.specs import attachment_note, missing_file, tool_failure
+from nextgpt.apps.agent.specs import attachment_note, missing_file, output_phrase, tool_failure
 from nextgpt.dialogs.formats import CAPTION_PROMPT
 from nextgpt.dialogs.schema import OUTPUT_MARKER, Dialogue, MediaRef, OutputRequest, Turn
 from nextgpt.dialogs.tool_calls import render_tool_call, render_tool_specs
@@ -114,7 +114,7 @@ class Builder:
 
     def _convert_turns(self, source: Meaning, target: Meaning, *, previous: bool) -> tuple[Turn, Turn]:
         words = {"noun": self.noun(source.modality), "target": self.noun(target.modality), "modality": source.modality,
-                 "target_modality": target.modality}
+                 "target_phrase": output_phrase(target.modality)}
         if previous:
             user = Turn("user", self.instruction("convert_previous", **words))
         else:
@@ -233,7 +233,8 @@ class Builder:
             final = f"{source} shows {text}."
         else:
             target = self._choice(targets)
-            words = {"noun": noun, "target": self.noun(target), "modality": modality, "target_modality": target}
+            words = {"noun": noun, "target": self.noun(target), "modality": modality,
+                     "target_phrase": output_phrase(target)}
             user = self.instruction("convert", placeholder="", **words).lstrip("\n") + attached
             call, name = {"path": source, "to": target}, "convert_media"
             expected = {"path": source, "to": target}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from nextgpt.apps.agent.specs import DESCRIBE_QUESTION, SYSTEM_PROMPT, convert_prompt, media_tool_specs
+from nextgpt.apps.agent.specs import CONVERT_PROMPT, DESCRIBE_QUESTION, SYSTEM_PROMPT, media_tool_specs
 
 NOUNS: dict[str, tuple[str, ...]] = {  # the words a request may use for each modality; the first is the usual one
     "image": ("picture", "image", "drawing"),
@@ -40,7 +40,8 @@ INSTRUCTIONS: dict[str, tuple[str, ...]] = {
         "{placeholder}\nMake a {target} for this {noun}.",
         "{placeholder}\nTurn this {noun} into a {target}.",
         "{placeholder}\nWhat would this {noun} be as a {target}? Show me.",
-        "{placeholder}\n" + convert_prompt("{target_modality}", "{modality}"),  # what convert_media asks
+        # what convert_media asks; {target_phrase}: "a sound" (apps/agent/specs.py's OUTPUT_PHRASES)
+        "{placeholder}\n" + CONVERT_PROMPT.format(target="{target_phrase}", source="{modality}"),
         "{placeholder}\nConvert this {noun} to a {target}.",
         "{placeholder}\nCreate a {target} from this {noun}.",
         "{placeholder}\nGive me a {target} version of this {noun}.",
