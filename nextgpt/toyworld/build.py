@@ -65,8 +65,9 @@ def shipped_judges() -> Path | None:
 
 @dataclass
 class Recipe:
-    """Every budget of the build. The defaults are the full recipe (51 min measured to the end of stage 3 on the
-    2-core CPU with ``jobs=2``, plus 8 min of evaluation at 60 dialogues per file; docs/toyworld.md)."""
+    """Every budget of the build. The defaults are the full recipe: on the 2-core CPU with ``jobs=2`` the parts are
+    ≈ 60 min (estimated from each part's time, docs/toyworld.md), then ≈ 10 min of stages and ≈ 15 min of
+    evaluation on the whole held-out split."""
 
     seed: int = 0
     data_size: str = "full"
@@ -473,11 +474,12 @@ class ToyWorldBuild:
         self._step("model", folder, work, None)
         return folder
 
-    PART_STEPS = ("encoder", "decoder-video", "llm", "decoder-image", "decoder-audio")
-    """The independent part steps, in the order ``jobs`` processes take them up: longest first, so that with the
-    world's data last two processes end close together (measured, one thread each, two at a time: video 1436,
-    LLM 1147, encoder 759 s at 600 steps — ≈ 1520 s at the 1200 of now —, image 760, audio 475, data 223 s; two
-    processes then take {encoder, image, audio} and {video, LLM, data}, ≈ 2750 and 2810 s)."""
+    PART_STEPS = ("decoder-audio", "encoder", "llm", "decoder-video", "decoder-image")
+    """The independent part steps, in the order ``jobs`` processes take them up, so that with the world's data last
+    two processes end close together. One-thread times, each measured with another run beside it: audio decoder
+    ≈ 2100 s (2000 UNet steps), encoder ≈ 1520 (1200 steps), video decoder 1436, LLM 1147, image decoder ≈ 920
+    (3000 UNet steps), data ≈ 60 s. Two processes then take {audio, video, data} and {encoder, LLM, image},
+    ≈ 3600 s each (≈ 7200 s of one-thread work; docs/toyworld.md)."""
 
     PARALLEL_STEPS = (*PART_STEPS, "data")
     """What the worker processes run: the parts, and the world's data, which only the stages read."""
