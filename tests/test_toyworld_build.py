@@ -118,6 +118,7 @@ def test_a_build_can_start_from_the_frozen_parts_of_a_finished_model(built, tmp_
     _, folder, _ = built
     again = tmp_path / "again"
     record = extract_parts(folder, again)
+    assert extract_parts(folder, again) == record  # the same command again (an interrupted build) resumes
     assert record["parts"] == ["encoder", "llm", "decoder-image", "decoder-video", "decoder-audio"]
     build = ToyWorldBuild(again, Recipe.quick(), log=lambda line: None)
     build.judges()

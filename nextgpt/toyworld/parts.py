@@ -72,7 +72,8 @@ def extract_parts(model: str | Path | None, out: str | Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: ``model`` is not a toy-world model folder (no config.json, or no judges).
-        FileExistsError: ``out`` holds parts or judges already (a build's own, or extracted before).
+        FileExistsError: ``out`` holds parts or judges already (a build's own, or extracted from another model;
+            parts extracted from ``model`` before are kept, so the same command resumes an interrupted build).
     """
     from .train_encoder import CONFIG_FILE, ENCODER_FILE
 
@@ -84,6 +85,11 @@ def extract_parts(model: str | Path | None, out: str | Path) -> dict[str, Any]:
     if not (model / JUDGES_SUBDIR / "classifiers.json").is_file():
         raise FileNotFoundError(f"{model} has no {JUDGES_SUBDIR}/classifiers.json: not a toy-world model folder")
     build = ToyWorldBuild(out)
+    done = build.parts / EXTRACTED
+    if done.is_file():  # the same command again, e.g. after an interrupted build: resume, do not refuse
+        record = json.loads(done.read_text(encoding="utf-8"))
+        if record.get("from") == str(model.resolve()):
+            return record
     for folder in (build.parts, build.judges_dir):
         if folder.exists():
             raise FileExistsError(f"{folder} exists already: extract parts into a new build folder")
