@@ -159,3 +159,15 @@ def test_the_stages_never_run_more_threads_than_the_machine_has_cores(monkeypatc
     assert stage_threads(Recipe(threads=1, jobs=1)) == 1
     monkeypatch.setattr(os, "cpu_count", lambda: None)
     assert stage_threads(Recipe(threads=4, jobs=2)) == 1
+
+
+def test_a_part_trained_elsewhere_is_recorded_with_its_own_budget(tmp_path):
+    """A decoder dropped into ``parts/`` (say, trained on a GPU) keeps its report's time, budget and machine."""
+    from nextgpt.toyworld.build import _part_report
+
+    budget = {"steps": 3000, "vae_steps": 600, "batch_size": 8, "seed": 0, "device": "cuda"}
+    (tmp_path / "decoder.json").write_text(json.dumps(
+        {"seconds": {"vae": 17.5, "unet": 373.0, "eval": 5.4}, "budget": budget, "trained_on": "one GPU"}))
+    assert _part_report(tmp_path) == {"seconds": 390.5, "trained_outside_the_build": True, "report": "decoder.json",
+                                      "budget": budget, "trained_on": "one GPU"}
+    assert _part_report(tmp_path / "missing") == {"trained_outside_the_build": True}

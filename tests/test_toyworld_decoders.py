@@ -1,6 +1,8 @@
 """Toy-world decoders: a few dozen training steps lower the losses, the saved pipeline loads and generates."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -43,6 +45,8 @@ def test_saved_pipeline_loads_and_generates(image_run):
     assert not np.allclose(conditions[0], conditions[1])  # the frozen random encoder tells captions apart
     media = decoder.generate(conditions, num_inference_steps=3, progress=False)
     assert [m.data.shape for m in media] == [(32, 32, 3)] * 2 and media[0].data.dtype == np.uint8
+    saved = json.loads((out / "decoder.json").read_text(encoding="utf-8"))
+    assert saved["budget"] == {"steps": 24, "vae_steps": 12, "batch_size": 8, "seed": 0, "device": "cpu"}
 
 
 def test_same_seed_same_training(tmp_path):
@@ -153,6 +157,18 @@ def test_evaluation_scores_with_the_judges(image_run):
 def test_unsupported_modality_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no toy decoder recipe for 'text'"):
         train_toy_decoder("text", tmp_path)
+
+
+def test_unusable_device_is_a_clear_error_before_anything_is_written(tmp_path, capsys):
+    from nextgpt.cli import main
+
+    with pytest.raises(ValueError, match="device 'nowhere' is not usable here"):
+        train_toy_decoder("image", tmp_path / "a", device="nowhere")
+    assert main(["toyworld-train-decoder", "image", "--out", str(tmp_path / "b"), "--device", "nowhere"]) == 2
+    assert "device 'nowhere' is not usable" in capsys.readouterr().out
+    assert main(["toyworld", "build", "--out", str(tmp_path / "c"), "--quick", "--decoder-device", "nowhere"]) == 2
+    assert "--decoder-device: device 'nowhere'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 def test_schedule_reaches_zero_signal(image_run):

@@ -1,4 +1,4 @@
-"""``nextgpt toyworld-train-decoder image|audio|video``: train a toy-world decoder from scratch on CPU and score it."""
+"""``nextgpt toyworld-train-decoder image|audio|video``: train a toy-world decoder from scratch and score it."""
 from __future__ import annotations
 
 import argparse
@@ -36,6 +36,9 @@ def _toyworld_train_decoder(parser: argparse.ArgumentParser) -> Callable[[argpar
     parser.add_argument("--guidance-scale", type=float, default=None, help="saved generation default")
     parser.add_argument("--inference-steps", type=int, default=None, help="saved generation default (DDIM steps)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--device", default="cpu",
+                        help="where the pipeline trains and generates, e.g. cuda (default cpu; the data and noise "
+                             "streams are the same on every device)")
 
     def run(args: argparse.Namespace) -> int:
         import torch
@@ -52,7 +55,8 @@ def _toyworld_train_decoder(parser: argparse.ArgumentParser) -> Callable[[argpar
                                        prediction_type=args.prediction_type, lr=args.lr, vae_lr=args.vae_lr,
                                        timestep_power=args.timestep_power,
                                        zero_terminal_snr=args.zero_terminal_snr,
-                                       attribute_weight=args.attribute_weight, defaults=defaults)
+                                       attribute_weight=args.attribute_weight, defaults=defaults,
+                                       device=args.device)
         except ValueError as error:
             print(f"error: {error}")
             return 2

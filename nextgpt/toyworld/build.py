@@ -66,8 +66,8 @@ def shipped_judges() -> Path | None:
 @dataclass
 class Recipe:
     """Every budget of the build. The defaults are the full recipe: on the 2-core CPU with ``jobs=2`` the parts are
-    ≈ 60 min (estimated from each part's time, docs/toyworld.md), then ≈ 10 min of stages and ≈ 15 min of
-    evaluation on the whole held-out split."""
+    ≈ 95 min (estimated from each part's time, docs/toyworld.md; ≈ 30 min with the decoders on a GPU,
+    ``decoder_device="cuda"``), then ≈ 6 min of stages and ≈ 23 min of evaluation on the whole held-out split."""
 
     seed: int = 0
     data_size: str = "full"
@@ -77,6 +77,7 @@ class Recipe:
     llm_options: dict[str, Any] = field(default_factory=dict)  # more train_toy_llm kwargs (how much text)
     decoder_steps: dict[str, int | None] = field(default_factory=dict)  # modality → UNet steps (None: default)
     decoder_vae_steps: dict[str, int | None] = field(default_factory=dict)
+    decoder_device: str = "cpu"  # where the decoders train (cuda: minutes instead of the video decoder's ≈ 80)
     decoder_eval_count: int = 20  # held-out generations each decoder step judges (40 took the video step 194 s)
     judge_options: dict[str, int] = field(default_factory=dict)  # train_classifier's train_size, epochs, test_size
     signal_tokens: int = 4
@@ -257,7 +258,7 @@ def _part_report(folder: Path) -> dict[str, Any]:
             seconds = report.get("seconds", 0.0)
             if isinstance(seconds, dict):  # decoders: per phase
                 seconds = sum(v for k, v in seconds.items() if k != "eval")
-            origin = {"extracted_from": report["extracted_from"]} if "extracted_from" in report else {}
+            origin = {k: report[k] for k in ("extracted_from", "budget", "trained_on") if k in report}
             return {"seconds": seconds, "trained_outside_the_build": True, "report": name, **origin}
     return {"trained_outside_the_build": True}
 
@@ -379,7 +380,7 @@ class ToyWorldBuild:
                 report = train_toy_decoder(
                     modality, folder, seed=self.recipe.seed, steps=self.recipe.decoder_steps.get(modality),
                     vae_steps=self.recipe.decoder_vae_steps.get(modality), eval_count=eval_count,
-                    judges=self.judges_dir if eval_count > 0 else None)
+                    judges=self.judges_dir if eval_count > 0 else None, device=self.recipe.decoder_device)
                 return {"accuracy": report.accuracy}
 
             self._step(name, folder, work, lambda name=name: self._part_made_elsewhere(name))
@@ -483,12 +484,13 @@ class ToyWorldBuild:
         self._step("model", folder, work, None)
         return folder
 
-    PART_STEPS = ("decoder-audio", "encoder", "llm", "decoder-video", "decoder-image")
+    PART_STEPS = ("decoder-video", "decoder-audio", "encoder", "llm", "decoder-image")
     """The independent part steps, in the order ``jobs`` processes take them up, so that with the world's data last
-    two processes end close together. One-thread times, each measured with another run beside it: audio decoder
-    ≈ 2100 s (2000 UNet steps), encoder ≈ 1520 (1200 steps), video decoder 1436, LLM 1147, image decoder ≈ 920
-    (3000 UNet steps), data ≈ 60 s. Two processes then take {audio, video, data} and {encoder, LLM, image},
-    ≈ 3600 s each (≈ 7200 s of one-thread work; docs/toyworld.md)."""
+    two processes end close together. One-thread times, each measured with another run beside it: video decoder
+    ≈ 5700 s (VAE ≈ 260 s + 3000 UNet steps of 8 clips at ≈ 1.8 s; estimated from 1.55 s alone), audio decoder
+    ≈ 2100 s (2000 UNet steps), encoder ≈ 1520 (1200 steps), LLM 1147, image decoder ≈ 920 (3000 UNet steps),
+    data ≈ 60 s. Two processes then take {video, data} and {audio, encoder, LLM, image}, ≈ 5700 s each
+    (docs/toyworld.md); with ``decoder_device="cuda"`` the video decoder takes minutes."""
 
     PARALLEL_STEPS = (*PART_STEPS, "data")
     """What the worker processes run: the parts, and the world's data, which only the stages read."""

@@ -182,15 +182,23 @@ SPECS: dict[str, DecoderSpec] = {
     "video": DecoderSpec("text-to-video", "video", CONDITION_TOKENS,
                          {"num_inference_steps": 20, "guidance_scale": 3.0, "height": 32, "width": 32,
                           "num_frames": VIDEO_FRAMES, "fps": VIDEO_FPS},
-                         steps=600, vae_steps=600, batch_size=4),
+                         steps=3000, vae_steps=600, batch_size=8),  # 600 steps × 4 clips: all 0.03 (below)
 }
 """Modalities → pipeline kind, input layout, prompt length, generation defaults and the default budget.
 
 The image UNet was under-trained at 1000 steps, not stuck: its circles and squares came out as the same rounded
 blob and crosses as squares (held out, 80 generations: shape 0.59, all 0.59); 3000 steps draw every shape crisply
-(shape 0.99, all 0.975; 871 s of one thread). The video UNet at 600 steps is under-trained the same way (shape and
-direction near chance; twice the clips per step, batch 8, moved colour only: 0.72 → 0.90), and 3000 steps of it
-would take ≈ 80 min of one thread, which no build has spent yet (docs/toyworld.md)."""
+(shape 0.99, all 0.975; 871 s of one thread). The video UNet was under-trained the same way. Held out, 80
+generations (all / shape / direction), trained with ``device="cuda"`` on a lent H200 beside four other runs:
+
+| UNet steps × clips per step | all | shape | direction | seconds |
+|---|---|---|---|---|
+| 600 × 4 (the recipe before) | 0.03 | near chance | near chance | 1436 with VAE and eval (CPU, 1 thread) |
+| 3000 × 4 | 0.25 | 0.58 | 0.50 | 357 (H200) |
+| 3000 × 8 (the recipe) | **0.71** | 0.73 | 0.98 | 373 (H200) |
+
+On one CPU thread a step of 8 clips takes 1.55 s (4 clips: 0.80 s), so the recipe's video decoder is ≈ 80 min
+there: ``device="cuda"`` (``nextgpt toyworld build --decoder-device cuda``) is the fast way to train it."""
 
 
 @dataclass
@@ -205,6 +213,7 @@ class DecoderReport:
     accuracy: dict[str, float] = field(default_factory=dict)  # per attribute, and "all"
     vae_round_trip: dict[str, float] = field(default_factory=dict)  # judged encode → decode of renderings
     recipe: dict[str, Any] = field(default_factory=dict)
+    budget: dict[str, Any] = field(default_factory=dict)  # steps, vae_steps, batch_size, seed, device
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -320,7 +329,7 @@ def train_vae(vae: Any, modality: str, meanings: list[Meaning], *, steps: int, b
     images = max(1, batch_size // (VIDEO_FRAMES if _spec(modality).layout == "video" else 1))
     for _ in range(steps):
         batch = [meanings[i] for i in rng.integers(len(meanings), size=images)]
-        x = _frames(_pixels(modality, batch, rng))
+        x = _frames(_pixels(modality, batch, rng)).to(vae.device)
         posterior = vae.encode(x).latent_dist
         # the posterior mean, not a sample: the UNet is trained on means too, and the sampling noise of a young VAE
         # (log-variance ≈ 0) drowns the content (measured: MSE plateaus at 0.05, colours washed out)
@@ -345,7 +354,7 @@ def standardise_latents(vae: Any, pixels: torch.Tensor) -> None:
     background far from 0) leaves the diffusion prior a large offset to learn (measured: x0-loss 28 at the start
     and still 2–4 after 150 steps)."""
     vae.register_to_config(scaling_factor=1.0)
-    z = vae.encode(_frames(pixels)).latent_dist.mean
+    z = vae.encode(_frames(pixels).to(vae.device)).latent_dist.mean
     c = z.shape[1]
     mean, std = z.mean(dim=(0, 2, 3)), z.std(dim=(0, 2, 3)).clamp_min(1e-4)
     quant, post = vae.quant_conv, vae.post_quant_conv
@@ -363,7 +372,7 @@ def _latents(vae: Any, pixels: torch.Tensor, generator: torch.Generator) -> torc
     Means, not samples: a VAE trained for a few minutes keeps a wide posterior, and its sampling noise looks like
     diffusion noise the UNet cannot predict (measured: with samples the image ε-loss stalled at 0.60 and every
     generation was the same green blob)."""
-    z = vae.encode(_frames(pixels)).latent_dist.mean * vae.config.scaling_factor
+    z = vae.encode(_frames(pixels).to(vae.device)).latent_dist.mean * vae.config.scaling_factor
     if pixels.ndim == 4:
         return z
     b, f = pixels.shape[0], pixels.shape[2]
@@ -390,7 +399,8 @@ def train_unet(decoder: Any, modality: str, meanings: list[Meaning], phrasings: 
     if train_text_encoder:
         pipeline.text_encoder.train().requires_grad_(True)
         trained += list(pipeline.text_encoder.parameters())
-    heads = _attribute_heads(modality, decoder, attribute_weight if train_text_encoder else 0.0)
+    device = unet.device
+    heads = _attribute_heads(modality, decoder, attribute_weight if train_text_encoder else 0.0).to(device)
     optimizer = torch.optim.AdamW(trained + list(heads.parameters()), lr=lr, weight_decay=0.0)
     schedule = _schedule(optimizer, steps)
     losses = []
@@ -401,10 +411,11 @@ def train_unet(decoder: Any, modality: str, meanings: list[Meaning], phrasings: 
         with torch.enable_grad() if train_text_encoder else torch.no_grad():
             conditions = decoder.prepare_conditions(decoder._encode_prompts(captions))
         named = _attribute_loss(heads, conditions, batch, captions) if len(heads) else None
-        noise = torch.randn(latents.shape, generator=generator)
+        noise = torch.randn(latents.shape, generator=generator).to(device)  # drawn on the CPU: same stream anywhere
         # t = T·u^power: power < 1 draws more high-noise steps, where the content (shape, colour, place) is decided
         u = torch.rand(batch_size, generator=generator) ** timestep_power
         t = (u * scheduler.config.num_train_timesteps).long().clamp(max=scheduler.config.num_train_timesteps - 1)
+        t = t.to(device)
         noisy = scheduler.add_noise(latents, noise, t)
         if pooled:
             prediction = unet(noisy, t, encoder_hidden_states=None, class_labels=conditions).sample
@@ -455,7 +466,7 @@ def _attribute_loss(heads: torch.nn.ModuleDict, conditions: torch.Tensor, batch:
     losses = []
     for name, head in heads.items():
         values = list(attribute_space(batch[0].modality)[name])
-        target = torch.tensor([values.index(batch[i][name]) for i in keep])
+        target = torch.tensor([values.index(batch[i][name]) for i in keep], device=pooled.device)
         losses.append(torch.nn.functional.cross_entropy(head(pooled), target))
     return torch.stack(losses).mean()
 
@@ -473,8 +484,8 @@ def _decode_media(pipeline: Any, modality: str, latents: torch.Tensor) -> list[n
     x = vae.decode(z).sample
     if layout == "frames":
         audio = pipeline.vocoder(x[:, 0])
-        return [a.numpy().astype(np.float32) for a in audio]
-    pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        return [a.cpu().numpy().astype(np.float32) for a in audio]
+    pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     if layout == "video":
         return list(pixels.reshape(b, f, *pixels.shape[1:]))
     return list(pixels)
@@ -544,6 +555,14 @@ def image_grid(media: list[Any], columns: int = 8) -> np.ndarray:
     return grid
 
 
+def check_device(device: str) -> None:
+    """Raise ``ValueError`` naming the problem when torch cannot place tensors on ``device``."""
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as error:
+        raise ValueError(f"device {device!r} is not usable here ({error}); train on 'cpu' instead") from None
+
+
 def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, steps: int | None = None,
                       batch_size: int | None = None, vae_steps: int | None = None,
                       architecture: dict[str, Any] | None = None, judges: Any = None,
@@ -552,7 +571,7 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
                       vae_lr: float | None = None, timestep_power: float | None = None,
                       zero_terminal_snr: bool | None = None, attribute_weight: float | None = None,
                       defaults: dict[str, Any] | None = None,
-                      vae_from: str | Path | None = None) -> DecoderReport:
+                      vae_from: str | Path | None = None, device: str = "cpu") -> DecoderReport:
     """Train a toy decoder from scratch, save it to ``out_dir`` and (with ``judges``, or ``eval_count > 0``)
     score held-out generations.
 
@@ -578,18 +597,21 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
             the text encoder (0: none; unused when the text encoder is frozen; default the ``RECIPE``'s, 1).
         defaults: generation defaults saved in the config (over the ``SPECS`` ones).
         vae_from: a saved decoder folder whose trained VAE to reuse (skips VAE training).
+        device: where the pipeline trains and generates (``cpu`` or e.g. ``cuda``); the data and the noise are drawn
+            on the CPU from the same seeded streams on every device, so only the arithmetic differs.
 
     Returns:
         A :class:`DecoderReport`; ``report.config`` loads the saved pipeline with ``build_decoder``.
 
     Raises:
-        ValueError: for a modality without a recipe, or captions longer than the prompt length.
+        ValueError: for a modality without a recipe, an unusable device, or captions longer than the prompt length.
     """
     from diffusers import DDIMScheduler
 
     from nextgpt.decoders import build_decoder
 
     spec = _spec(modality)
+    check_device(device)
     recipe = {**spec.recipe, **{k: v for k, v in {
         "train_text_encoder": train_text_encoder, "prediction_type": prediction_type, "lr": lr, "vae_lr": vae_lr,
         "timestep_power": timestep_power, "zero_terminal_snr": zero_terminal_snr,
@@ -604,7 +626,7 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
     rng = np.random.default_rng(seed)
     config = DecoderConfig(kind=spec.kind, architecture=architecture or _tiny_architecture(modality),
                            condition_tokens=spec.condition_tokens, condition_dim=32, defaults=dict(generation))
-    decoder = build_decoder(modality, config, allow_random_init=True, seed=seed)
+    decoder = build_decoder(modality, config, allow_random_init=True, seed=seed, device=device)
     pipeline = decoder.pipeline
     if spec.layout == "frames":
         set_harmonic_vocoder(pipeline.vocoder)
@@ -618,13 +640,15 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
     if longest > pipeline.tokenizer.model_max_length:
         raise ValueError(f"a {modality} caption has {longest} tokens, more than the tokenizer's "
                          f"{pipeline.tokenizer.model_max_length}")
-    report = DecoderReport(modality, config, recipe=dict(recipe))
+    report = DecoderReport(modality, config, recipe=dict(recipe),
+                           budget={"steps": steps, "vae_steps": 0 if vae_from is not None else vae_steps,
+                                   "batch_size": batch_size, "seed": seed, "device": str(device)})
 
     started = time.perf_counter()
     if vae_from is not None:  # reuse a trained VAE (same architecture), e.g. to compare UNet recipes
         from diffusers import AutoencoderKL
 
-        pipeline.vae = AutoencoderKL.from_pretrained(Path(vae_from) / "vae").requires_grad_(False).eval()
+        pipeline.vae = AutoencoderKL.from_pretrained(Path(vae_from) / "vae").requires_grad_(False).eval().to(device)
         vae_losses = []
     else:
         vae_losses = train_vae(pipeline.vae, modality, meanings, steps=vae_steps, batch_size=32,
@@ -656,7 +680,7 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
         elif not isinstance(judges, AttributeClassifiers):
             judges = AttributeClassifiers.load(judges)
         started = time.perf_counter()
-        loaded = build_decoder(modality, report.config)
+        loaded = build_decoder(modality, report.config, device=device)
         report.vae_round_trip = vae_round_trip_accuracy(loaded.pipeline, modality, judges, seed=seed)
         logger.info("%s VAE round trip: %s", modality, report.vae_round_trip)
         report.accuracy, media, _ = evaluate_decoder(loaded, modality, judges, count=eval_count, seed=seed)
