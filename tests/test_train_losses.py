@@ -69,8 +69,8 @@ def test_denoising_loss_trains_through_the_frozen_unet(tmp_path):
     assert any(not torch.equal(fresh[k], trained[k]) for k in fresh)
 
 
-def test_route_loss_is_the_cross_entropy_of_each_trained_first_signal_token():
-    from nextgpt.training.module import _route_loss
+def test_token_loss_is_the_cross_entropy_of_each_trained_token_at_the_given_positions():
+    from nextgpt.training.module import _token_loss
 
     torch.manual_seed(0)
     logits = torch.randn(2, 6, 10)
@@ -79,12 +79,16 @@ def test_route_loss_is_the_cross_entropy_of_each_trained_first_signal_token():
     labels[1, :4] = -100  # row 1's first signal sequence sits in an untrained (history) turn
     rows, starts = torch.tensor([0, 1, 1]), torch.tensor([3, 2, 5])
     expected = torch.nn.functional.cross_entropy(logits[[0, 1], [2, 4]], input_ids[[0, 1], [3, 5]])
-    assert torch.allclose(_route_loss(logits, input_ids, labels, rows, starts), expected)
+    assert torch.allclose(_token_loss(logits, input_ids, labels, rows, starts), expected)
     # made certain of the right token at those two positions, the loss vanishes
     logits[0, 2, input_ids[0, 3]] = logits[1, 4, input_ids[1, 5]] = 1e4
-    assert float(_route_loss(logits, input_ids, labels, rows, starts)) < 1e-6
-    assert _route_loss(logits, input_ids, labels, rows[1:2], starts[1:2]) is None  # only an untrained one
-    assert _route_loss(logits, input_ids, labels, rows[:0], starts[:0]) is None  # no output in the batch
+    assert float(_token_loss(logits, input_ids, labels, rows, starts)) < 1e-6
+    assert _token_loss(logits, input_ids, labels, rows[1:2], starts[1:2]) is None  # only an untrained one
+    assert _token_loss(logits, input_ids, labels, rows[:0], starts[:0]) is None  # no output in the batch
+    # the token after an output that ends its row (no next token) or one at position 0 is left out, not an error
+    assert _token_loss(logits, input_ids, labels, torch.tensor([0, 0]), torch.tensor([6, 0])) is None
+    assert torch.allclose(_token_loss(logits, input_ids, labels, torch.tensor([0, 0]), torch.tensor([3, 6])),
+                          torch.nn.functional.cross_entropy(logits[[0], [2]], input_ids[[0], [3]]))
 
 
 def test_route_weight_adds_the_weighted_route_loss_to_the_total(tmp_path):
@@ -102,3 +106,47 @@ def test_route_weight_adds_the_weighted_route_loss_to_the_total(tmp_path):
                      for key, value in h.items() if key.startswith("train/signal/"))
         assert h["train/total"] == pytest.approx(h["train/lm"] + 2.5 * h["train/route"] + signal, rel=1e-4)
         assert h["train/route"] > 0
+
+
+def test_after_output_weight_adds_the_loss_of_the_token_after_each_output(tmp_path):
+    torch.set_num_threads(1)
+    data = synthetic.instruction_dialogues(tmp_path / "data", repeat=1)
+    config = load_train_config("configs/tiny/stage3.yaml", [
+        "model={preset: tiny}", f"data.train=[{data}]", f"output_dir={tmp_path / 'run'}", "max_steps=3",
+        "log_every=1", "progress_bar=false", "log_with=[]", "loss.after_output_weight=1.5",
+        "optim.warmup_steps=0"])
+    trainer = Trainer(config)
+    trainer.train()
+    logged = [h for h in trainer.history if "train/after_output" in h]
+    assert logged, "no step had a trained output followed by a token, the test data changed"
+    for h in logged:
+        signal = sum(value * (2.0 if key.endswith("/video") else 1.0)  # the tiny recipe scales video ×2
+                     for key, value in h.items() if key.startswith("train/signal/"))
+        route = h.get("train/route", 0.0) * config.loss.route_weight
+        assert h["train/total"] == pytest.approx(h["train/lm"] + route + 1.5 * h["train/after_output"] + signal,
+                                                 rel=1e-4)
+        assert h["train/after_output"] > 0
+
+
+def test_after_output_loss_reads_the_token_right_after_each_signal_sequence():
+    from nextgpt.pipeline import NextGPT
+    from nextgpt.training.module import TrainingModule
+
+    torch.manual_seed(0)
+    model = NextGPT.from_preset("tiny").model
+    image, audio = model.signal_token_ids["image"], model.signal_token_ids["audio"]
+    text = [5, 6, 7]
+    ids = torch.tensor([text + image + [8, 9] + audio + [10]])  # image at 3, audio at 5 + len(image)
+    labels = ids.clone()
+    starts = torch.tensor([3, 5 + len(image)])
+    rows = torch.zeros(2, dtype=torch.long)
+    module = TrainingModule(model)
+    with torch.no_grad():
+        out = model(ids, attention_mask=torch.ones_like(ids), labels=labels)
+        after = [3 + len(image), 5 + len(image) + len(audio)]  # the tokens 8 and 10
+        expected = torch.nn.functional.cross_entropy(out.logits[0, [p - 1 for p in after]].float(), ids[0, after])
+        zeros = {m: torch.zeros(1, len(model.signal_token_ids[m]), out.hidden_states[-1].shape[-1])
+                 for m in ("image", "audio")}
+        targets = {m: model.signal_conditions(m, z, z) for m, z in zeros.items()}  # any target of the right shape
+        losses = module(ids, torch.ones_like(ids), labels, None, [], rows, starts, ["image", "audio"], targets)
+    assert torch.allclose(losses["after_output"], expected, atol=1e-5)

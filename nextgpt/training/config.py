@@ -86,6 +86,10 @@ class LossConfig(_Strict):
     route_weight: float = Field(0.0, ge=0, description="extra weight on the next-token loss of each output's first "
                                                        "signal token: the model's choice of output modality, one "
                                                        "token among an answer's many in the LM loss (0: off)")
+    after_output_weight: float = Field(0.0, ge=0, description="extra weight on the next-token loss of the token "
+                                                              "right after each output's last signal token (the "
+                                                              "answer's end, or its words), predicted from a "
+                                                              "state the signal loss also shapes (0: off)")
     denoise: DenoiseConfig = Field(default_factory=DenoiseConfig)
 
 

@@ -51,18 +51,24 @@ class TrainingModule(nn.Module):
             targets: modality → ``[S_m, Q, D]`` caption targets in the order of that modality's sequences.
 
         Returns:
-            ``{"lm": scalar, "route": scalar, "signal/<modality>": scalar, ...}`` (unweighted) and
-            ``"conditions"``, a dict modality → ``[S_m, Q, D]`` for further losses. ``route`` is the next-token
-            loss of the first signal token of each trained output (which modality the model chose), present
-            when the batch has one.
+            ``{"lm": scalar, "route": scalar, "after_output": scalar, "signal/<modality>": scalar, ...}``
+            (unweighted) and ``"conditions"``, a dict modality → ``[S_m, Q, D]`` for further losses. ``route`` is
+            the next-token loss of the first signal token of each trained output (which modality the model chose);
+            ``after_output`` that of the token right after its last signal token (what the answer does once the
+            output is placed: end, or go on in words); each present when the batch has one.
         """
         model = self.model
         media_tokens = self._project(media_embeddings, media_modalities)
         out = model(input_ids, attention_mask=attention_mask, media_tokens=media_tokens, labels=labels)
         losses: dict[str, Any] = {"lm": out.loss}
-        route = _route_loss(out.logits, input_ids, labels, signal_rows, signal_starts)
+        route = _token_loss(out.logits, input_ids, labels, signal_rows, signal_starts)
         if route is not None:
             losses["route"] = route
+        counts = torch.tensor([len(model.signal_token_ids[m]) for m in signal_modalities], dtype=torch.long,
+                              device=signal_starts.device)
+        after = _token_loss(out.logits, input_ids, labels, signal_rows, signal_starts + counts)
+        if after is not None:
+            losses["after_output"] = after
         conditions: dict[str, torch.Tensor] = {}
         if signal_modalities:
             hidden = out.hidden_states[-1]
@@ -92,13 +98,17 @@ class TrainingModule(nn.Module):
         return torch.cat(pieces, dim=0)
 
 
-def _route_loss(logits: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor,
-                starts: torch.Tensor) -> torch.Tensor | None:
-    """Cross-entropy of each trained signal sequence's first token, predicted from the position before it."""
+def _token_loss(logits: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor,
+                positions: torch.Tensor) -> torch.Tensor | None:
+    """Cross-entropy of the trained tokens at ``(rows, positions)``, each predicted from the position before it
+    (positions at the start or past the end of a row, or with an untrained label, are left out); ``None`` when no
+    position is left."""
     if rows.numel() == 0:
         return None
-    keep = (starts > 0) & (labels[rows, starts] != -100)
+    inside = (positions > 0) & (positions < labels.shape[1])
+    rows, positions = rows[inside], positions[inside]
+    keep = labels[rows, positions] != -100
     if not bool(keep.any()):
         return None
-    rows, starts = rows[keep], starts[keep]
-    return torch.nn.functional.cross_entropy(logits[rows, starts - 1].float(), input_ids[rows, starts])
+    rows, positions = rows[keep], positions[keep]
+    return torch.nn.functional.cross_entropy(logits[rows, positions - 1].float(), input_ids[rows, positions])

@@ -240,6 +240,8 @@ class Trainer:
         total = config.loss.lm_weight * out["lm"]
         if config.loss.route_weight and "route" in out:
             total = total + config.loss.route_weight * out["route"]
+        if config.loss.after_output_weight and "after_output" in out:
+            total = total + config.loss.after_output_weight * out["after_output"]
         for key, value in out.items():
             if key.startswith("signal/"):
                 total = total + config.loss.signal_weight * config.loss.signal_scale.get(key[7:], 1.0) * value
