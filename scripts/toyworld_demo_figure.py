@@ -37,7 +37,9 @@ def main() -> None:
     judges = AttributeClassifiers.load(shipped_judges())
     with tempfile.TemporaryDirectory() as folder:
         responses = run_demo(pipe, output_dir=folder, judges=judges, log=print)
-    made = {item.modality: item.data for response in responses for item in response.media}
+    made: dict[str, np.ndarray] = {}
+    for item in (item for response in responses for item in response.media):
+        made.setdefault(item.modality, item.data)  # the first of each: the answer to the request for it
     write_image(figure(made["image"], made["video"]), args.out)
     print(f"wrote {args.out}")
 
