@@ -91,41 +91,26 @@ def test_token_loss_is_the_cross_entropy_of_each_trained_token_at_the_given_posi
                           torch.nn.functional.cross_entropy(logits[[0], [2]], input_ids[[0], [3]]))
 
 
-def test_route_weight_adds_the_weighted_route_loss_to_the_total(tmp_path):
+@pytest.mark.parametrize(("loss", "weight"), [("route", 2.5), ("after_output", 1.5)])
+def test_token_loss_weights_add_the_weighted_loss_to_the_total(tmp_path, loss, weight):
+    """``loss.route_weight`` / ``loss.after_output_weight``: logged as ``train/<loss>``, added to the total."""
     torch.set_num_threads(1)
     data = synthetic.instruction_dialogues(tmp_path / "data", repeat=1)
     config = load_train_config("configs/tiny/stage3.yaml", [
         "model={preset: tiny}", f"data.train=[{data}]", f"output_dir={tmp_path / 'run'}", "max_steps=3",
-        "log_every=1", "progress_bar=false", "log_with=[]", "loss.route_weight=2.5", "optim.warmup_steps=0"])
+        "log_every=1", "progress_bar=false", "log_with=[]", f"loss.{loss}_weight={weight}", "optim.warmup_steps=0"])
     trainer = Trainer(config)
     trainer.train()
-    logged = [h for h in trainer.history if "train/route" in h]
-    assert logged, "no step had a trained output, the test data changed"
+    logged = [h for h in trainer.history if f"train/{loss}" in h]
+    assert logged, "no step had a trained output (followed by a token), the test data changed"
     for h in logged:
         signal = sum(value * (2.0 if key.endswith("/video") else 1.0)  # the tiny recipe scales video ×2
                      for key, value in h.items() if key.startswith("train/signal/"))
-        assert h["train/total"] == pytest.approx(h["train/lm"] + 2.5 * h["train/route"] + signal, rel=1e-4)
-        assert h["train/route"] > 0
-
-
-def test_after_output_weight_adds_the_loss_of_the_token_after_each_output(tmp_path):
-    torch.set_num_threads(1)
-    data = synthetic.instruction_dialogues(tmp_path / "data", repeat=1)
-    config = load_train_config("configs/tiny/stage3.yaml", [
-        "model={preset: tiny}", f"data.train=[{data}]", f"output_dir={tmp_path / 'run'}", "max_steps=3",
-        "log_every=1", "progress_bar=false", "log_with=[]", "loss.after_output_weight=1.5",
-        "optim.warmup_steps=0"])
-    trainer = Trainer(config)
-    trainer.train()
-    logged = [h for h in trainer.history if "train/after_output" in h]
-    assert logged, "no step had a trained output followed by a token, the test data changed"
-    for h in logged:
-        signal = sum(value * (2.0 if key.endswith("/video") else 1.0)  # the tiny recipe scales video ×2
-                     for key, value in h.items() if key.startswith("train/signal/"))
-        route = h.get("train/route", 0.0) * config.loss.route_weight
-        assert h["train/total"] == pytest.approx(h["train/lm"] + route + 1.5 * h["train/after_output"] + signal,
-                                                 rel=1e-4)
-        assert h["train/after_output"] > 0
+        weighted = (config.loss.route_weight * h.get("train/route", 0.0)
+                    + config.loss.after_output_weight * h.get("train/after_output", 0.0))
+        assert getattr(config.loss, f"{loss}_weight") == weight
+        assert h["train/total"] == pytest.approx(h["train/lm"] + weighted + signal, rel=1e-4)
+        assert h[f"train/{loss}"] > 0
 
 
 def test_after_output_loss_reads_the_token_right_after_each_signal_sequence():
