@@ -175,7 +175,12 @@ def test_cli_classifiers_then_eval_toyworld(tmp_path, capsys, monkeypatch):
                  "--limit", "1", "--preset", "tiny"]) == 0
     printed = capsys.readouterr().out
     assert "retrieval_at_1" in printed and "multi-turn" in printed
-    assert json.loads((tmp_path / "world" / "eval_toyworld-tiny.json").read_text())["limit"] == 1
+    report = json.loads((tmp_path / "world" / "eval_toyworld-tiny.json").read_text())
+    assert report["limit"] == 1
+    misses = report["routing_misses"]  # random weights: the free answers (before the forced retry) of its misses
+    assert misses["count"] == len(misses["listed"]) <= report["counts"]["turns"]
+    for miss in misses["listed"]:
+        assert miss["produced"] != ([] if miss["asked"] == "text" else [miss["asked"]]), miss
     assert main(["eval", "toyworld", "--data", str(tmp_path / "nothing"), "--classifiers", str(tmp_path / "judges"),
                  "--preset", "tiny"]) == 2
     assert "nextgpt toyworld data" in capsys.readouterr().err
@@ -224,3 +229,24 @@ def test_routing_is_reported_by_request_phrasing_held_out_or_trained():
                result("draw me something nice", ["image"])]  # no phrasing of the world: in neither
     report = summarize(results, {})
     assert report["routing_by_phrasing"] == {"trained": 0.5, "held_out": 0.0}
+
+
+def test_the_report_lists_each_routing_miss_with_its_request_and_answer():
+    from nextgpt.eval.toyworld_eval import TurnResult, format_report, summarize
+    from nextgpt.toyworld.dialogues import Check
+
+    def result(kind, produce, produced, answer="", attributes=None):
+        return TurnResult(kind, Check(2, produce, "image", attributes or {}), produced, True, "",
+                          request=f"ask {produce}", missed_answer=answer)
+
+    results = [result("generation", "image", ["image"]),
+               result("generation", "video", ["video", "audio"], "[VID0] square tone: [AUD0]"),
+               result("multiturn", "text", ["image"], "It is red: [IMG0]"),
+               result("tools", "tool_call", [], attributes={"tool": "generate_image"})]  # routing does not apply
+    report = summarize(results, {})
+    assert report["routing_misses"] == {"count": 2, "listed": [
+        {"kind": "generation", "request": "ask video", "asked": "video", "produced": ["video", "audio"],
+         "answer": "[VID0] square tone: [AUD0]"},
+        {"kind": "multiturn", "request": "ask text", "asked": "text", "produced": ["image"],
+         "answer": "It is red: [IMG0]"}]}
+    assert "routing misses: 2" in format_report(report)

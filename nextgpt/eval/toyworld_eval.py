@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 REPORT_NAME = "eval_toyworld.json"
 OPTIONAL_EVAL_FILES = ("tools", "tool_retries")  # eval files a world written by an older version may lack
+LISTED_ROUTING_MISSES = 100  # the report lists at most this many routing misses (it counts them all)
 
 
 @dataclass
@@ -46,6 +47,7 @@ class TurnResult:
     dialogue_index: int = -1
     attributes: dict[str, bool] | None = None  # per checked attribute: right or not
     request: str = ""  # the user's turn that asked for it
+    missed_answer: str = ""  # the free answer (signal tokens included) when it was not routed right, else ""
 
 
 def _phrasing_patterns() -> list[tuple[re.Pattern, bool]]:
@@ -168,14 +170,16 @@ def _run_dialogue(pipe: Any, kind: str, dialogue: Dialogue, checks: list[Check],
             results.append(TurnResult(kind, check, produced, all(attributes.values()), response.text,
                                       attributes=attributes, request=turn.text))
             break  # the rest of the dialogue (the tool's result) is what the agent would run
-        if not routed_right(check.produce, produced):
+        routed = routed_right(check.produce, produced)
+        missed = "" if routed else response.raw_text
+        if not routed:
             conversation.undo()
             outputs = {spec.name for spec in pipe.config.output_modalities}
             force = set() if check.produce == TEXT else {check.produce}
             response = conversation.say(turn.text, media=media, force=force, forbid=outputs - force)
         attributes = _judge(response, check, classifiers)
         results.append(TurnResult(kind, check, produced, all(attributes.values()), response.text,
-                                  attributes=attributes, request=turn.text))
+                                  attributes=attributes, request=turn.text, missed_answer=missed))
     return results
 
 
@@ -266,6 +270,7 @@ def summarize(results: list[TurnResult], retrieval: dict[str, float | None]) -> 
     calls = [r for r in results if r.kind == "tools"]
     routed = [r for r in results if r.check.produce != TOOL_CALL]
     phrasing = {r.request: held_out_phrasing(r.request) for r in routed}
+    misses = [r for r in routed if not routed_right(r.check.produce, r.produced)]
     candidates, references = [r.text for r in captions], [_references(r.check) for r in captions]
     return {
         "per_modality": per_modality,
@@ -276,6 +281,10 @@ def summarize(results: list[TurnResult], retrieval: dict[str, float | None]) -> 
         "routing_by_phrasing": {name: _mean([routed_right(r.check.produce, r.produced) for r in routed
                                              if phrasing[r.request] is held])
                                 for name, held in (("trained", False), ("held_out", True))},
+        # what each routing miss was asked and answered (multi-turn turns included): where routing goes wrong
+        "routing_misses": {"count": len(misses), "listed": [
+            {"kind": r.kind, "request": r.request, "asked": r.check.produce, "produced": r.produced,
+             "answer": r.missed_answer} for r in misses[:LISTED_ROUTING_MISSES]]},
         "multiturn": _mean([all(turns) for turns in dialogues.values()]),
         "multiturn_turns": _mean([ok for turns in dialogues.values() for ok in turns]),
         "tool_calls": _mean([r.correct for r in calls]),
@@ -336,6 +345,9 @@ def format_report(report: dict) -> str:
     if report.get("routing_by_phrasing"):
         by = report["routing_by_phrasing"]
         lines.append(f"routing by request phrasing: trained {_cell(by['trained'])}, held out {_cell(by['held_out'])}")
+    if report.get("routing_misses") is not None:
+        lines.append(f"routing misses: {report['routing_misses']['count']} (each listed in the JSON report: request, "
+                     f"what it produced, the answer)")
     lines.append(f"multi-turn: {_cell(report['multiturn'])} of dialogues, {_cell(report['multiturn_turns'])} of turns")
     lines.append(f"captioning BLEU-4: {_cell(report['bleu4'])}   CIDEr-D: {_cell(report['cider_d'])}")
     if report.get("tool_calls") is not None:
