@@ -356,3 +356,27 @@ def test_real_defaults_follow_nextgpt():
     }
     assert 5 <= audio.defaults["audio_length_in_s"] <= 9
     DecoderConfig.model_validate_json(image.model_dump_json())  # JSON-safe: saved in config.json
+
+
+_WRITE_CLIPS = """
+import sys, numpy as np
+from nextgpt.decoders.media_io import write_video
+rng = np.random.default_rng(0)
+for i in range(int(sys.argv[2])):
+    write_video((rng.random((8, 32, 32, 3)) > 0.97).astype(np.uint8) * 255, 8, f"{sys.argv[1]}/{i}.mp4")
+"""
+
+
+def test_video_writer_bytes_are_the_same_in_every_process(tmp_path):
+    """The toy world's data (and features cached by file hash) must come out byte-identical from a seed: the same
+    frames written by two processes give the same files (encode()'s implicit pixel conversion did not, for a few
+    percent of clips)."""
+    import subprocess
+    import sys
+
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder in folders:
+        folder.mkdir()
+        subprocess.run([sys.executable, "-c", _WRITE_CLIPS, str(folder), "60"], check=True)
+    differing = [p.name for p in folders[0].iterdir() if p.read_bytes() != (folders[1] / p.name).read_bytes()]
+    assert not differing, f"{len(differing)} of 60 clips differ between two processes: {sorted(differing)[:5]}"
