@@ -91,9 +91,9 @@ def test_token_loss_is_the_cross_entropy_of_each_trained_token_at_the_given_posi
                           torch.nn.functional.cross_entropy(logits[[0], [2]], input_ids[[0], [3]]))
 
 
-@pytest.mark.parametrize(("loss", "weight"), [("route", 2.5), ("after_output", 1.5)])
+@pytest.mark.parametrize(("loss", "weight"), [("route", 2.5), ("after_output", 1.5), ("answer_start", 0.5)])
 def test_token_loss_weights_add_the_weighted_loss_to_the_total(tmp_path, loss, weight):
-    """``loss.route_weight`` / ``loss.after_output_weight``: logged as ``train/<loss>``, added to the total."""
+    """``loss.<name>_weight`` of each single-token loss: logged as ``train/<name>``, added to the total."""
     torch.set_num_threads(1)
     data = synthetic.instruction_dialogues(tmp_path / "data", repeat=1)
     config = load_train_config("configs/tiny/stage3.yaml", [
@@ -106,8 +106,8 @@ def test_token_loss_weights_add_the_weighted_loss_to_the_total(tmp_path, loss, w
     for h in logged:
         signal = sum(value * (2.0 if key.endswith("/video") else 1.0)  # the tiny recipe scales video ×2
                      for key, value in h.items() if key.startswith("train/signal/"))
-        weighted = (config.loss.route_weight * h.get("train/route", 0.0)
-                    + config.loss.after_output_weight * h.get("train/after_output", 0.0))
+        weighted = sum(getattr(config.loss, f"{name}_weight") * h.get(f"train/{name}", 0.0)
+                       for name in ("route", "after_output", "answer_start"))
         assert getattr(config.loss, f"{loss}_weight") == weight
         assert h["train/total"] == pytest.approx(h["train/lm"] + weighted + signal, rel=1e-4)
         assert h[f"train/{loss}"] > 0
@@ -135,3 +135,28 @@ def test_after_output_loss_reads_the_token_right_after_each_signal_sequence():
         targets = {m: model.signal_conditions(m, z, z) for m, z in zeros.items()}  # any target of the right shape
         losses = module(ids, torch.ones_like(ids), labels, None, [], rows, starts, ["image", "audio"], targets)
     assert torch.allclose(losses["after_output"], expected, atol=1e-5)
+
+
+def test_answer_start_loss_reads_the_first_token_of_each_trained_span():
+    from nextgpt.pipeline import NextGPT
+    from nextgpt.training.module import TrainingModule, answer_start_positions
+
+    torch.manual_seed(0)
+    model = NextGPT.from_preset("tiny").model
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10, 11, 12], [13, 14, 15, 16, 17, 18, 19, 20]])
+    labels = torch.full_like(ids, -100)
+    labels[0, 2:4] = ids[0, 2:4]  # answers at 2-3 and 6-7 of row 0
+    labels[0, 6:] = ids[0, 6:]
+    labels[1, 0:3] = ids[1, 0:3]  # a span at the row's start has no token before it: left out of the loss
+    labels[1, 5] = ids[1, 5]
+    rows, positions = answer_start_positions(labels)
+    assert list(zip(rows.tolist(), positions.tolist())) == [(0, 2), (0, 6), (1, 0), (1, 5)]
+    module = TrainingModule(model)
+    none = torch.zeros(0, dtype=torch.long)
+    with torch.no_grad():
+        out = model(ids, attention_mask=torch.ones_like(ids), labels=labels)
+        picked = [(0, 2), (0, 6), (1, 5)]
+        expected = torch.nn.functional.cross_entropy(
+            torch.stack([out.logits[r, p - 1] for r, p in picked]).float(), torch.stack([ids[r, p] for r, p in picked]))
+        losses = module(ids, torch.ones_like(ids), labels, None, [], none, none, [], {})
+    assert torch.allclose(losses["answer_start"], expected, atol=1e-5)

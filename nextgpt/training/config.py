@@ -90,6 +90,10 @@ class LossConfig(_Strict):
                                                               "right after each output's last signal token (the "
                                                               "answer's end, or its words), predicted from a "
                                                               "state the signal loss also shapes (0: off)")
+    answer_start_weight: float = Field(0.0, ge=0, description="extra weight on the next-token loss of each "
+                                                              "trained answer's first token: which kind of answer "
+                                                              "(words, an output, a tool call) the model starts "
+                                                              "(0: off)")
     denoise: DenoiseConfig = Field(default_factory=DenoiseConfig)
 
 

@@ -12,7 +12,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from nextgpt.dialogs.tokenize import IGNORE_INDEX
+
 from .losses import signal_distance
+
+TOKEN_LOSSES = ("route", "after_output", "answer_start")
+"""The single-token losses ``forward`` returns; each is weighted into the total by ``loss.<name>_weight``."""
 
 
 class TrainingModule(nn.Module):
@@ -51,11 +56,13 @@ class TrainingModule(nn.Module):
             targets: modality → ``[S_m, Q, D]`` caption targets in the order of that modality's sequences.
 
         Returns:
-            ``{"lm": scalar, "route": scalar, "after_output": scalar, "signal/<modality>": scalar, ...}``
+            ``{"lm": scalar, "route": scalar, "after_output": scalar, "answer_start": scalar,
+            "signal/<modality>": scalar, ...}``
             (unweighted) and ``"conditions"``, a dict modality → ``[S_m, Q, D]`` for further losses. ``route`` is
             the next-token loss of the first signal token of each trained output (which modality the model chose);
             ``after_output`` that of the token right after its last signal token (what the answer does once the
-            output is placed: end, or go on in words); each present when the batch has one.
+            output is placed: end, or go on in words); ``answer_start`` that of the first token of each trained
+            answer (which kind of answer it starts); each present when the batch has one.
         """
         model = self.model
         media_tokens = self._project(media_embeddings, media_modalities)
@@ -69,6 +76,10 @@ class TrainingModule(nn.Module):
         after = _token_loss(out.logits, input_ids, labels, signal_rows, signal_starts + counts)
         if after is not None:
             losses["after_output"] = after
+        answer_rows, answer_starts = answer_start_positions(labels)
+        answer = _token_loss(out.logits, input_ids, labels, answer_rows, answer_starts)
+        if answer is not None:
+            losses["answer_start"] = answer
         conditions: dict[str, torch.Tensor] = {}
         if signal_modalities:
             hidden = out.hidden_states[-1]
@@ -96,6 +107,14 @@ class TrainingModule(nn.Module):
             for i, tokens in zip(index, projected):
                 pieces[i] = tokens
         return torch.cat(pieces, dim=0)
+
+
+def answer_start_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows and positions of the first token of every trained span of ``labels`` (``[B, L]``): where a label is set
+    and the one before it is not — the first token of each trained answer."""
+    trained = labels != IGNORE_INDEX
+    before = torch.nn.functional.pad(trained[:, :-1], (1, 0), value=False)
+    return (trained & ~before).nonzero(as_tuple=True)
 
 
 def _token_loss(logits: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor,

@@ -29,7 +29,7 @@ from .config import TrainConfig
 from .data import Batch, Collator, DialogueDataset, EpochSampler, load_examples
 from .denoise import Denoiser
 from .features import FeatureSource
-from .module import TrainingModule
+from .module import TOKEN_LOSSES, TrainingModule
 from .optim import build_optimizer, build_scheduler
 from .trainables import select_trainable
 
@@ -238,10 +238,10 @@ class Trainer:
                     out[f"denoise/{modality}"] = self.denoiser.loss(modality, [requests[i].path for i in keep],
                                                                     features[keep])
         total = config.loss.lm_weight * out["lm"]
-        if config.loss.route_weight and "route" in out:
-            total = total + config.loss.route_weight * out["route"]
-        if config.loss.after_output_weight and "after_output" in out:
-            total = total + config.loss.after_output_weight * out["after_output"]
+        for name in TOKEN_LOSSES:
+            weight = getattr(config.loss, f"{name}_weight")
+            if weight and name in out:
+                total = total + weight * out[name]
         for key, value in out.items():
             if key.startswith("signal/"):
                 total = total + config.loss.signal_weight * config.loss.signal_scale.get(key[7:], 1.0) * value
