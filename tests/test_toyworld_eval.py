@@ -250,3 +250,26 @@ def test_the_report_lists_each_routing_miss_with_its_request_and_answer():
         {"kind": "multiturn", "request": "ask text", "asked": "text", "produced": ["image"],
          "answer": "It is red: [IMG0]"}]}
     assert "routing misses: 2" in format_report(report)
+
+
+def test_captioning_and_generation_are_reported_per_held_out_combination():
+    from nextgpt.eval.toyworld_eval import TurnResult, format_report, summarize
+    from nextgpt.toyworld.dialogues import Check
+
+    def result(kind, produce, about, meaning, correct):
+        return TurnResult(kind, Check(1, produce, about, meaning), [produce], correct, "")
+
+    low = {"pitch": "low", "timbre": "sawtooth", "rhythm": "beeping"}
+    high = {"pitch": "high", "timbre": "sine", "rhythm": "steady"}
+    results = [result("captioning", "text", "audio", low, True), result("captioning", "text", "audio", low, True),
+               result("captioning", "text", "audio", low, False), result("captioning", "text", "audio", high, False),
+               result("generation", "audio", "audio", high, True),
+               result("conversion", "audio", "audio", {"pitch": "high"}, True)]  # judged on linked attributes only
+    report = summarize(results, {})
+    assert report["per_combination"] == {
+        "captioning": {"audio": {"high-sine-steady": {"right": 0, "of": 1},
+                                 "low-sawtooth-beeping": {"right": 2, "of": 3}}},
+        "generation": {"audio": {"high-sine-steady": {"right": 1, "of": 1}}}}
+    table = format_report(report)
+    assert "captioning: held-out combinations right in most of their items: audio 1/2" in table
+    assert "generation: held-out combinations right in most of their items: audio 1/1" in table

@@ -266,6 +266,11 @@ def summarize(results: list[TurnResult], retrieval: dict[str, float | None]) -> 
         target = {"captioning": r.check.about, "tools": tool, "tool_retry": tool}.get(r.kind, r.check.produce)
         for name, ok in r.attributes.items():
             by_attribute.setdefault(r.kind, {}).setdefault(target, {}).setdefault(name, []).append(ok)
+    by_combination: dict[str, dict[str, dict[str, list[bool]]]] = {}
+    for r in results:
+        if r.kind in ("captioning", "generation"):  # single-turn: the check holds the item's whole meaning
+            key = "-".join(str(value) for value in r.check.attributes.values())
+            by_combination.setdefault(r.kind, {}).setdefault(r.check.about, {}).setdefault(key, []).append(r.correct)
     captions = [r for r in results if r.kind == "captioning"]
     calls = [r for r in results if r.kind == "tools"]
     routed = [r for r in results if r.check.produce != TOOL_CALL]
@@ -276,6 +281,10 @@ def summarize(results: list[TurnResult], retrieval: dict[str, float | None]) -> 
         "per_modality": per_modality,
         "per_attribute": {kind: {m: {name: _mean(hits) for name, hits in names.items()}
                                  for m, names in targets.items()} for kind, targets in by_attribute.items()},
+        # each held-out combination's items (all attributes right / asked): a modality with few held-out
+        # combinations (audio: 3) is mostly a count of which of them a build gets right
+        "per_combination": {kind: {m: {key: {"right": sum(hits), "of": len(hits)} for key, hits in sorted(keys.items())}
+                                   for m, keys in by_modality.items()} for kind, by_modality in by_combination.items()},
         "routing_text": _mean([routed_right(TEXT, r.produced) for r in text_requests]),
         # every routed request (multi-turn turns included) by its instruction phrasing: held out of training or not
         "routing_by_phrasing": {name: _mean([routed_right(r.check.produce, r.produced) for r in routed
@@ -355,6 +364,10 @@ def format_report(report: dict) -> str:
         lines.append(f"tool calls (planned right, agent prompt): {_cell(report['tool_calls'])}   ({kinds})")
     if report.get("tool_retries") is not None:
         lines.append(f"tool calls after a failed call's error (retried right): {_cell(report['tool_retries'])}")
+    for kind, by_modality in report.get("per_combination", {}).items():
+        cells = [f"{m} {sum(c['right'] * 2 > c['of'] for c in keys.values())}/{len(keys)}"
+                 for m, keys in by_modality.items()]
+        lines.append(f"{kind}: held-out combinations right in most of their items: " + ", ".join(cells))
     for kind, targets in report.get("per_attribute", {}).items():
         cells = [f"{m} " + " ".join(f"{name} {_cell(value)}" for name, value in names.items())
                  for m, names in targets.items()]
