@@ -32,7 +32,7 @@ def llm_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("llm")
     return out, train_toy_llm(out, seed=0, steps=40, batch_size=8, block=64, train_dialogues=200,
                               eval_dialogues=20, tool_dialogues=30, tool_rows=2, file_questions=40, file_rows=2,
-                              copy_probe=6)
+                              copy_rows=0, copy_probe=6)  # copy drills stay near ln(vocab) for hundreds of steps
 
 
 def test_encoder_loss_falls(encoder_run):
@@ -127,6 +127,33 @@ def test_llm_loss_falls_and_reports_perplexity(llm_run):
     assert all(0.0 <= v <= 1.0 for v in report.extra["name_copy"].values())
 
 
+def test_copy_drills_repeat_each_sequence_and_label_only_the_predictable_part_of_the_copy():
+    from nextgpt.toyworld.train_llm import copy_drill_blocks
+
+    vocabulary = list(range(10, 60))
+    ids, labels = copy_drill_blocks(3, 64, vocabulary, torch.Generator().manual_seed(1), lengths=(3, 9))
+    assert ids.shape == labels.shape == (3, 64)
+    again = copy_drill_blocks(3, 64, vocabulary, torch.Generator().manual_seed(1), lengths=(3, 9))
+    assert torch.equal(ids, again[0]) and torch.equal(labels, again[1])
+    for row_ids, row_labels in zip(ids.tolist(), labels.tolist()):
+        assert set(row_ids) <= set(vocabulary)
+        at, pairs = 0, 0
+        # walk the pairs: a labelled run starts one token after its copy does, and the copy repeats what precedes it
+        while at < 64 and any(label != -100 for label in row_labels[at:]):
+            first = next(i for i in range(at, 64) if row_labels[i] != -100)
+            end = next((i for i in range(first, 64) if row_labels[i] == -100), 64)
+            length = end - first + 1
+            assert 3 <= length <= 9 and first - 1 - length == at
+            assert row_ids[at:at + length] == row_ids[at + length:at + 2 * length]
+            assert row_labels[first:end] == row_ids[first:end] and row_labels[first - 1] == -100
+            at, pairs = end, pairs + 1
+        assert pairs >= 3 and all(label == -100 for label in row_labels[at:])
+    with pytest.raises(ValueError, match="lengths"):
+        copy_drill_blocks(1, 8, vocabulary, torch.Generator(), lengths=(5, 9))
+    with pytest.raises(ValueError, match="vocabulary"):
+        copy_drill_blocks(1, 64, [], torch.Generator())
+
+
 def test_perplexity_skips_batches_without_answer_tokens():
     """A batch of prompt-only blocks has a NaN mean loss (0/0); it must weigh nothing, not poison the total."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -167,9 +194,10 @@ def test_llm_is_deterministic_by_seed(tmp_path):
     from nextgpt.toyworld.train_llm import train_toy_llm
 
     kwargs = dict(steps=3, batch_size=4, block=32, train_dialogues=60, eval_dialogues=12, tool_dialogues=8,
-                  tool_rows=1, file_questions=12, file_rows=1, copy_probe=0)
+                  tool_rows=1, file_questions=12, file_rows=1, copy_rows=2, copy_probe=0)
     first, second = (train_toy_llm(tmp_path / n, seed=3, **kwargs) for n in "ab")
     assert first.losses == second.losses and first.perplexity_eval == second.perplexity_eval
+    assert first.extra["copy_rows"] == 2
     weights = [load_file(tmp_path / n / "llm" / "model.safetensors") for n in "ab"]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert (tmp_path / "a" / "tokenizer" / "tokenizer.json").read_text() == \

@@ -35,8 +35,8 @@ from .world import MODALITIES, Meaning, all_meanings
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TOY_LLAMA", "VOCAB_SIZE", "LLMReport", "LabelledText", "dialogue_texts", "file_question_texts",
-           "name_copy_accuracy", "train_toy_llm", "train_toy_tokenizer"]
+__all__ = ["TOY_LLAMA", "VOCAB_SIZE", "LLMReport", "LabelledText", "dialogue_texts", "copy_drill_blocks",
+           "file_question_texts", "name_copy_accuracy", "train_toy_llm", "train_toy_tokenizer"]
 
 VOCAB_SIZE = 768
 TOOL_BLOCK = 768  # tokens of a tool-call dialogue row (the agent's prompt alone is ≈ 480 with the toy BPE; a
@@ -260,6 +260,45 @@ def _pack(tokenizer: Any, texts: list[LabelledText], block: int) -> tuple[torch.
     return torch.tensor(ids[: rows * block]).view(rows, block), torch.tensor(labels[: rows * block]).view(rows, block)
 
 
+def copy_drill_blocks(count: int, block: int, vocabulary: list[int], generator: torch.Generator,
+                      lengths: tuple[int, int] = (3, 20), small_alphabets: float = 0.5,
+                      alphabet_sizes: tuple[int, int] = (2, 10)) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` rows of ``block`` tokens, each filled with random token sequences written twice (``a b c a b c
+    d e d e …``), the labels on the second copy but its first token (where a copy starts is not predictable):
+    practice at induction — finding the earlier place of the current token and continuing from there — which
+    copying a file name needs. Each sequence has ``lengths[0]``–``lengths[1]`` tokens drawn uniformly from
+    ``vocabulary`` — or, for a ``small_alphabets`` share of them, from a random subset of ``alphabet_sizes``
+    tokens, so that a token recurs inside the sequence and the copy must follow the order, not the last token
+    alone (a file name's digits and ``_`` recur all over the agent's prompt); the tail of a row that no pair fills
+    is padding with no label.
+
+    Raises:
+        ValueError: a block shorter than two copies of the shortest sequence, or an empty vocabulary.
+    """
+    low, high = lengths
+    if not vocabulary or low < 2 or high < low or block < 2 * low:
+        raise ValueError(f"copy drills need a vocabulary, 2 ≤ lengths[0] ≤ lengths[1] and a block of at least "
+                         f"{2 * max(low, 2)} tokens; got {len(vocabulary)} tokens, lengths {lengths}, block {block}")
+    pool = torch.tensor(vocabulary)
+    ids = torch.full((count, block), int(pool[0]))
+    labels = torch.full((count, block), -100)
+    for row in range(count):
+        at = 0
+        while True:
+            length = int(torch.randint(low, high + 1, (1,), generator=generator))
+            if at + 2 * length > block:
+                break
+            source = pool
+            if float(torch.rand((), generator=generator)) < small_alphabets:
+                size = int(torch.randint(alphabet_sizes[0], alphabet_sizes[1] + 1, (1,), generator=generator))
+                source = pool[torch.randperm(len(pool), generator=generator)[:size]]
+            sequence = source[torch.randint(len(source), (length,), generator=generator)]
+            ids[row, at:at + length] = ids[row, at + length:at + 2 * length] = sequence
+            labels[row, at + length + 1:at + 2 * length] = sequence[1:]
+            at += 2 * length
+    return ids, labels
+
+
 def _step_loss(model: Any, blocks: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor
                ) -> tuple[torch.Tensor, int]:
     """Mean next-token loss of ``rows`` of ``blocks`` and how many tokens it averages."""
@@ -305,7 +344,7 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
                   lr: float = 3e-3, architecture: dict[str, Any] | None = None, vocab_size: int = VOCAB_SIZE,
                   train_dialogues: int = 4000, eval_dialogues: int = 300, tool_dialogues: int = 4000,
                   tool_rows: int = 4, tool_block: int = TOOL_BLOCK, file_questions: int = 20_000,
-                  file_rows: int = 16, copy_probe: int = 60) -> LLMReport:
+                  file_rows: int = 16, copy_rows: int = 12, copy_probe: int = 60) -> LLMReport:
     """Train the toy tokenizer and LLaMA and save them under ``out_dir/tokenizer`` and ``out_dir/llm``.
 
     Args:
@@ -323,6 +362,8 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
             practice at copying names, which tool calls need; packed in blocks of their own, ``file_rows`` of
             them added to every step (enough distinct names that they are not learnt by heart: 2000 questions
             seen 11 times each taught the toy LLM the training names, not to copy).
+        copy_rows: rows of copy drills (:func:`copy_drill_blocks`, fresh every step, from every token of the
+            vocabulary but the special ones) added to every step.
         copy_probe: tool dialogues and file questions for :func:`name_copy_accuracy` in the report (0: skip).
 
     Raises:
@@ -332,8 +373,8 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
 
     if min(steps, batch_size, block, train_dialogues, eval_dialogues) <= 0:
         raise ValueError("steps, batch_size, block, train_dialogues and eval_dialogues must all be > 0")
-    if min(tool_dialogues, tool_rows, file_questions, file_rows) < 0:
-        raise ValueError("tool_dialogues, tool_rows, file_questions and file_rows must be ≥ 0")
+    if min(tool_dialogues, tool_rows, file_questions, file_rows, copy_rows) < 0:
+        raise ValueError("tool_dialogues, tool_rows, file_questions, file_rows and copy_rows must be ≥ 0")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -356,6 +397,7 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id)
     generator = torch.Generator().manual_seed(seed)
+    drill_tokens = sorted(set(range(len(tokenizer))) - set(tokenizer.all_special_ids))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config)
@@ -374,6 +416,9 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
             if file_blocks is not None:
                 files = torch.randint(len(file_blocks[0]), (file_rows,), generator=generator)
                 parts.append(_step_loss(model, file_blocks, files))
+            if copy_rows:
+                parts.append(_step_loss(model, copy_drill_blocks(copy_rows, block, drill_tokens, generator),
+                                        torch.arange(copy_rows)))
             loss, _ = _mean_of(*parts)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -397,7 +442,7 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
                         "seed": seed, "template": TEMPLATE, "tool_dialogues": len(tool_text),
                         "tool_rows": tool_rows if tool_blocks is not None else 0, "tool_block": tool_block,
                         "name_copy": copying, "file_questions": len(file_text),
-                        "file_rows": file_rows if file_blocks is not None else 0,
+                        "file_rows": file_rows if file_blocks is not None else 0, "copy_rows": copy_rows,
                         "tool_tokens_max": max((len(t) for t in tokenizer([t.text for t in tool_text])["input_ids"]),
                                                default=0)})
     (out / "llm_report.json").write_text(json.dumps({k: v for k, v in report.to_dict().items() if k != "losses"},
