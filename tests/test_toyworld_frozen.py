@@ -282,3 +282,27 @@ def test_name_copy_accuracy_reads_the_name_the_model_writes(monkeypatch, oracle)
     result = name_copy_accuracy("unused", count=4, seed=5)
     assert result == ({"tool_call_path": 1.0, "file_question": 1.0} if oracle
                       else {"tool_call_path": 0.0, "file_question": 0.0})
+
+
+@pytest.mark.parametrize("part, trainer", [("encoder", "nextgpt.toyworld.train_encoder.train_toy_encoder"),
+                                           ("llm", "nextgpt.toyworld.train_llm.train_toy_llm")])
+def test_toyworld_train_command_uses_the_trainers_defaults_unless_steps_are_given(monkeypatch, tmp_path, part,
+                                                                                   trainer):
+    """``nextgpt toyworld-train X`` without ``--steps`` must train what the recipe trains (the trainer's default),
+    not a number of its own; ``--steps`` passes through."""
+    import importlib
+
+    from nextgpt.cli import main
+
+    module, name = trainer.rsplit(".", 1)
+    calls = []
+
+    def stop(out, **kwargs):
+        calls.append(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(importlib.import_module(module), name, stop)
+    for extra in ([], ["--steps", "7"]):
+        with pytest.raises(SystemExit):
+            main(["toyworld-train", part, "--out", str(tmp_path / part), *extra])
+    assert calls == [{"seed": 0}, {"seed": 0, "steps": 7}]

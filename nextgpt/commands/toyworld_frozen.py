@@ -29,7 +29,7 @@ def _toyworld_train(parser: argparse.ArgumentParser) -> Callable[[argparse.Names
         if args.part == "encoder":
             from nextgpt.toyworld.train_encoder import train_toy_encoder
 
-            report = train_toy_encoder(args.out, seed=args.seed, steps=args.steps or 600)
+            report = train_toy_encoder(args.out, seed=args.seed, **({"steps": args.steps} if args.steps else {}))
             for modality, value in report.retrieval_at_1.items():
                 print(f"{modality}: retrieval@1 {value:.3f} over all meanings, "
                       f"{report.retrieval_at_1_held_out[modality]:.3f} on held-out meanings; "
@@ -48,6 +48,9 @@ def _toyworld_train(parser: argparse.ArgumentParser) -> Callable[[argparse.Names
         report = train_toy_llm(args.out, seed=args.seed, **({"steps": args.steps} if args.steps else {}))
         print(f"perplexity {report.perplexity_eval:.3f} on held-out (eval split) dialogues, "
               f"{report.perplexity_train_fresh:.3f} on fresh training dialogues")
+        copying = report.extra.get("name_copy", {})
+        if copying:
+            print("file names written back (fresh names): " + ", ".join(f"{k} {v:.2f}" for k, v in copying.items()))
         print(f"loss {report.losses[0]:.3f} -> {report.losses[-1]:.3f}; vocab {report.vocab_size}; "
               f"{report.parameters} parameters; {report.seconds:.0f} s")
         print(f"wrote {report.llm_dir} and {report.tokenizer_dir} "
