@@ -37,6 +37,10 @@ class Cancelled(RuntimeError):
     """Raised inside a generation whose consumer went away."""
 
 
+class ContextOverflow(ValueError):
+    """The prompt and the answer's token budget do not fit the LLM's context (nothing was generated)."""
+
+
 class NextGPT:
     """Any-to-any chat: text/image/audio/video in, text and generated media out.
 
@@ -243,7 +247,7 @@ class NextGPT:
         context = getattr(self.model.llm.config, "max_position_embeddings", None)
         for length, o in zip(lengths, per_row):
             if context is not None and length + o.max_new_tokens > context:
-                raise ValueError(
+                raise ContextOverflow(
                     f"prompt tokens ({length}) + max_new_tokens ({o.max_new_tokens}) exceed the model's context "
                     f"of {context} tokens; shorten the conversation or lower max_new_tokens"
                 )

@@ -145,6 +145,28 @@ def test_endless_tool_loop_stops_at_the_step_limit(tiny_pipe, media_files, tmp_p
     assert re.search(r"step limit of 3 model calls was reached.*--max-steps", result.answer)
 
 
+class OverflowingPlanner(ScriptedPlanner):
+    """A planner whose conversation outgrows its context after its first call, as a model retrying failed calls
+    does (the NextGPT planner raises ``ContextOverflow`` before generating)."""
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        if self.seen:
+            from nextgpt.pipeline import ContextOverflow
+
+            raise ContextOverflow("prompt tokens (939) + max_new_tokens (96) exceed the model's context of 1024 tokens")
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+def test_a_conversation_past_the_planners_context_stops_the_run_and_keeps_its_steps(tiny_pipe, tmp_path):
+    script = OverflowingPlanner(responses=[call("describe_image", {"path": "inputs/missing.png"}, 1)], seen=[],
+                                bound=[])
+    result = NextGPTAgent(tiny_pipe, tmp_path / "work", planner=script).run("describe it")
+    assert [s.kind for s in result.steps] == ["tool_call", "tool_result", "stopped"] and result.stopped
+    assert result.steps[1].is_error and "no file 'inputs/missing.png'" in result.steps[1].text
+    assert re.search(r"no longer fits the planner's context \(prompt tokens \(939\).*Start a new request",
+                     result.answer)
+
+
 @pytest.mark.parametrize("path, reason", [
     ("../../etc/passwd", "contains '..'"), ("/etc/passwd", "absolute path"),
     ("inputs/link.png", "outside the working folder"), ("https://example.com/a.png", "URL"),

@@ -227,3 +227,12 @@ def test_in_memory_audio_and_video_with_their_rate_are_inputs(tiny_pipe):
                   MediaOutput("audio", wave, rate=16000).as_input()):
         response = tiny_pipe.chat([Message.user("what is this?", media=[media])], options)
         assert response.finish_reason in ("stop", "length")
+
+
+def test_a_prompt_past_the_context_is_refused_before_generating(tiny_pipe):
+    from nextgpt.pipeline import ContextOverflow
+
+    context = tiny_pipe.model.llm.config.max_position_embeddings
+    with pytest.raises(ContextOverflow, match=rf"\+ max_new_tokens \({context}\) exceed the model's context of {context}"):
+        tiny_pipe.chat("hello", GenerationOptions(max_new_tokens=context, output_dir=None))
+    assert issubclass(ContextOverflow, ValueError)  # callers that catch bad input as ValueError still do

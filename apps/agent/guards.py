@@ -18,6 +18,7 @@ from langgraph.channels.untracked_value import UntrackedValue
 from typing_extensions import NotRequired
 
 from nextgpt.dialogs.tool_calls import CALL_CLOSE, CALL_OPEN
+from nextgpt.pipeline import ContextOverflow
 
 from .operations import DEADLINE, DeadlineExceeded
 from .specs import tool_failure
@@ -86,10 +87,12 @@ class RunLimitsState(AgentState):
 
 
 class RunLimits(AgentMiddleware):
-    """At most ``max_steps`` model calls and ``timeout_s`` seconds per run.
+    """At most ``max_steps`` model calls and ``timeout_s`` seconds per run, and no more conversation than the
+    planner's context holds.
 
     The deadline is checked before each model call and each tool call, and handed to tools (``DEADLINE``) so a
-    running generation is cancelled between tokens.
+    running generation is cancelled between tokens. A conversation grown past the planner's context (a model
+    retrying failed calls) ends the run with a message saying so, the steps before it kept.
     """
 
     state_schema = RunLimitsState
@@ -113,6 +116,15 @@ class RunLimits(AgentMiddleware):
                          "Raise timeout_s (--timeout) or ask for less.")
         # Counted here, not after the model: other middleware may jump back to the model and skip after-hooks.
         return {"run_steps": steps + 1}
+
+    def wrap_model_call(self, request: Any, handler: Callable) -> Any:
+        try:
+            return handler(request)
+        except ContextOverflow as error:
+            message = (f"Stopped: the conversation no longer fits the planner's context ({error}). Start a new "
+                       "request, or ask for less in one.")
+            logger.warning(message)
+            return AIMessage(message, response_metadata={"stopped_by_limit": True})
 
     def wrap_tool_call(self, request: Any, handler: Callable) -> Any:
         deadline = request.state.get("run_deadline") if isinstance(request.state, dict) else None
