@@ -24,21 +24,22 @@ OUTPUTS = {"image", "audio", "video"}
 
 # Measured on the shipped model (held-out meanings: 4 images and videos, the 3 held-out sounds; held-out phrasing
 # "Please generate a X with ...", greedy, seed 0): routed right image 4/4, audio 3/3, video 4/4, none in a wrong
-# modality (the model before the after-output loss: video 2/4 — one video followed by a sound, one answer only the
-# text "<output:video>"; the eval's routing 0.994 / 0.990 / 0.996). Generation (the routed answer, else the request
-# asked again with the modality forced, as the eval does) image shape, colour, size and position 1.00; audio pitch
-# 0.67, timbre 0.67, rhythm 1.00; video shape 0.75, colour 1.00, direction 1.00 (the video decoder of 3000 steps × 8
-# clips; 0.25 / 0.75 / 0.25 with the 600-step one). Description image shape 0.75, colour, size and position 1.00;
-# audio pitch 0.33, timbre 1.00, rhythm 0.67; video shape 0.75, colour 1.00, direction 1.00. A floor is one miss
-# below what was measured; an attribute measured at chance or below, or whose floor would be, has none (audio:
-# 3 items, one miss below 0.67 is chance); a ceiling is what was measured.
+# modality (the eval's routing 0.947 / 0.959 / 0.953: its misses are mostly held-out phrasings of captioning and
+# conversion requests, not this one). Generation (the routed answer, else the request asked again with the modality
+# forced, as the eval does) image shape, colour, size and position 1.00; audio pitch 0.67, timbre 0.67, rhythm 1.00;
+# video shape 0.75, colour 1.00, direction 1.00. Description image shape 0.75, colour, size and position 1.00; audio
+# pitch 0.67, timbre 1.00, rhythm 0.67; video shape 0.50, colour 1.00, direction 1.00. A floor is one miss below
+# what was measured; an attribute measured at chance or below, or whose floor would be, has none (audio: 3 items,
+# one miss below 0.67 is chance; video shape: 0.25 of 4); a ceiling is what was measured.
 ROUTED_FLOORS = {"image": 3, "audio": 2, "video": 3}
 WRONG_MODALITY_CEILINGS = {"image": 0, "audio": 0, "video": 0}
 GENERATION_FLOORS = {"image": {"shape": 0.75, "colour": 0.75, "size": 0.75, "position": 0.75},
                      "audio": {"rhythm": 0.67}, "video": {"shape": 0.5, "colour": 0.75, "direction": 0.75}}
+HARD_NAMES = ("IMG_0412.png", "sunset_148.png", "qmvt_7.png", "take-213.png", "car_315.png", "xp-290.png",
+              "bird-36.png")
 CAPTION_FLOORS = {"image": {"shape": 0.5, "colour": 0.75, "size": 0.75, "position": 0.75},
                   "audio": {"timbre": 0.67},
-                  "video": {"colour": 0.75, "direction": 0.75, "shape": 0.5}}
+                  "video": {"colour": 0.75, "direction": 0.75}}
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,8 @@ def test_held_out_media_are_described_in_text(shipped, modality, tmp_path):
 def test_the_agent_plans_its_tool_calls_with_the_shipped_model(shipped, tmp_path):
     """`nextgpt agent` with no --model: the toy model reads the agent's own prompt (it fits its context), calls the
     right tool with the right arguments, the tool makes the file and the run ends with an answer. (The answer's
-    file name is not checked: the toy model copies names badly — it wrote image-6.png for image-1.png.)"""
+    file name is not checked: the toy model before the copy drills wrote image-6.png for image-1.png; this one
+    writes image-1.png, one run.)"""
     from nextgpt.apps.agent import NextGPTAgent
     from nextgpt.decoders.media_io import write_image
 
@@ -130,23 +132,29 @@ def test_the_agent_plans_its_tool_calls_with_the_shipped_model(shipped, tmp_path
     assert made and not result.stopped and result.answer.startswith("I made outputs/image-"), result.steps
     read = judges.predict("image", [np.asarray(Image.open(made[0]["path"]), np.float32) / 255], [None])[0]
     assert sum(read[name] == value for name, value in meaning.attributes.items()) >= 3, (read, meaning)
-    # Describe requests in the 7 phrasings of the training split, each with its own attached photo.png. Measured:
-    # 6 of 7 call describe_image ("What is in this picture?" calls convert_media to a video), all 7 name
-    # inputs/photo.png right and end with an answer (in the eval's held-out describe requests, whose names are
-    # harder, the path is right 0.20-0.33 of the time; 0.52 on the usual names of the earlier eval world). A wrong
-    # path comes back as the workspace's error, naming the files there, and the run still ends with an answer.
-    describe_calls = right_paths = 0
+    # Describe requests in the 7 phrasings of the training split, each with an attached picture: first a photo.png,
+    # then names that cannot be guessed (a camera's numbering, a word and a number, random letters). Measured: all 14
+    # call describe_image; photo.png is named right 6 times ("What is in this picture?" put a description where the
+    # path goes), the hard names 6 of 7 (qmvt_7.png became qmt_7.png, and five retries later the conversation no
+    # longer fitted the context: the run stopped with a message). The LLM before the copy drills: hard names
+    # 0 of 7. A wrong path comes back as the workspace's error, naming the files there, and every run ends
+    # with an answer or a stop message.
+    describe_calls = right_paths = hard_right = 0
     for index, phrasing in enumerate(INSTRUCTIONS["describe"][:-1]):
-        source = tmp_path / f"in{index}" / "photo.png"
-        source.parent.mkdir()
-        write_image(render(meaning), source)
-        result = NextGPTAgent(pipe, tmp_path / f"work{index}").run(
-            phrasing.format(placeholder="", noun="picture").strip(), attachments=[source])
-        calls = [s for s in result.steps if s.kind == "tool_call"]
-        results = [s for s in result.steps if s.kind == "tool_result"]
-        assert calls and results and not result.stopped and result.answer, result.steps
-        describe_calls += calls[0].tool == "describe_image"
-        right_paths += calls[0].args.get("path") == "inputs/photo.png"
-        assert (calls[0].args.get("path") == "inputs/photo.png") != results[0].is_error, result.steps
-    assert describe_calls >= 5 and right_paths >= 6, (describe_calls, right_paths)
+        for name in ("photo.png", HARD_NAMES[index]):
+            source = tmp_path / f"in{index}-{name}" / name
+            source.parent.mkdir()
+            write_image(render(meaning), source)
+            result = NextGPTAgent(pipe, tmp_path / f"work{index}-{name}").run(
+                phrasing.format(placeholder="", noun="picture").strip(), attachments=[source])
+            calls = [s for s in result.steps if s.kind == "tool_call"]
+            results = [s for s in result.steps if s.kind == "tool_result"]
+            assert calls and results and result.answer, result.steps
+            assert not result.stopped or "no longer fits the planner's context" in result.answer, result.answer
+            describe_calls += calls[0].tool == "describe_image"
+            right = calls[0].args.get("path") == f"inputs/{name}"
+            right_paths += right and name == "photo.png"
+            hard_right += right and name != "photo.png"
+            assert right != results[0].is_error, result.steps
+    assert describe_calls >= 13 and right_paths >= 5 and hard_right >= 5, (describe_calls, right_paths, hard_right)
 
