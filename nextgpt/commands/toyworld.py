@@ -21,7 +21,7 @@ def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
     judges.add_argument("--out", required=True, help="folder for {modality}.safetensors + classifiers.json")
     judges.add_argument("--seed", type=int, default=0)
     judges.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: the nets are small; more threads wait on a busy CPU)")
+                        help="CPU threads: torch and BLAS (default 1: the nets are small; more wait on a busy CPU)")
 
     build = actions.add_parser("build", help="the whole recipe: data, judges, encoder, LLM, decoders, stages 1-3, "
                                "eval → OUT/model (a save_pretrained folder); finished steps are reused")
@@ -35,7 +35,7 @@ def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
                        "('shipped': the package's): only the data, stages 1-3 and the eval run")
     build.add_argument("--eval-limit", type=int, default=None,
                        help="eval dialogues per file (default: the whole held-out split)")
-    build.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    build.add_argument("--threads", type=int, default=1, help="CPU threads of each process: torch and BLAS (default 1)")
     build.add_argument("--decoder-device", default="cpu",
                        help="where the decoders train, e.g. cuda (default cpu; the video decoder is ≈ 80 min of one "
                        "CPU thread, ≈ 6 min on a GPU)")
@@ -100,11 +100,10 @@ def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
             print(f"wrote {args.out}/manifest.json (check with: nextgpt data validate {args.out}/train_*.jsonl "
                   f"{args.out}/eval_*.jsonl)")
             return 0
-        import torch
-
+        from nextgpt.threads import limit_cpu_threads
         from nextgpt.toyworld.classifiers import AttributeClassifiers
 
-        torch.set_num_threads(args.threads)
+        limit_cpu_threads(args.threads)
         classifiers = AttributeClassifiers.train(seed=args.seed)
         out = classifiers.save(args.out)
         for modality, report in classifiers.reports.items():

@@ -35,17 +35,16 @@ def _toyworld_train_decoder(parser: argparse.ArgumentParser) -> Callable[[argpar
                         help="weight of the attribute heads on the text conditioning (0: none; default the recipe's)")
     parser.add_argument("--guidance-scale", type=float, default=None, help="saved generation default")
     parser.add_argument("--inference-steps", type=int, default=None, help="saved generation default (DDIM steps)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads: torch and BLAS (default 1)")
     parser.add_argument("--device", default="cpu",
                         help="where the pipeline trains and generates, e.g. cuda (default cpu; the data and noise "
                              "streams are the same on every device)")
 
     def run(args: argparse.Namespace) -> int:
-        import torch
-
+        from nextgpt.threads import limit_cpu_threads
         from nextgpt.toyworld.train_decoders import train_toy_decoder
 
-        torch.set_num_threads(args.threads)
+        limit_cpu_threads(args.threads)
         defaults = {k: v for k, v in {"guidance_scale": args.guidance_scale,
                                       "num_inference_steps": args.inference_steps}.items() if v is not None}
         try:

@@ -18,12 +18,12 @@ def _toyworld_train(parser: argparse.ArgumentParser) -> Callable[[argparse.Names
                              "thread of this 2-core machine)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: the models are small; more threads wait on a busy CPU)")
+                        help="CPU threads: torch and BLAS (default 1: the models are small; more wait on a busy CPU)")
 
     def run(args: argparse.Namespace) -> int:
-        import torch
+        from nextgpt.threads import limit_cpu_threads
 
-        torch.set_num_threads(args.threads)
+        limit_cpu_threads(args.threads)
         if args.steps is not None and args.steps <= 0:
             raise SystemExit(f"--steps must be positive, got {args.steps}")
         if args.part == "encoder":

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nextgpt.config import DecoderConfig, LLMConfig, ModalitySpec, NextGPTConfig, ProjectorConfig
+from nextgpt.threads import limit_cpu_threads
 
 from .prompts import MODEL_MODALITIES
 
@@ -117,9 +118,7 @@ def stage_threads(recipe: Recipe) -> int:
 
 def _run_part(out: str, recipe: Recipe, judges: str, name: str) -> None:
     """One part step in a worker process of ``ToyWorldBuild._parts_in_parallel``."""
-    import torch
-
-    torch.set_num_threads(recipe.threads)
+    limit_cpu_threads(recipe.threads)  # BLAS too: its per-core pool stalls beside the other worker
     handler = logging.StreamHandler()
     handler.setFormatter(_PartFormatter(name))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
@@ -538,9 +537,7 @@ class ToyWorldBuild:
         return (self._part_folder(name) / DONE).is_file() or self._part_made_elsewhere(name)
 
     def run(self) -> Path:
-        import torch
-
-        torch.set_num_threads(self.recipe.threads)
+        limit_cpu_threads(self.recipe.threads)
         started = time.perf_counter()
         parallel = self.recipe.jobs > 1
         if not parallel:
@@ -552,7 +549,7 @@ class ToyWorldBuild:
             self.part(name)
             if name in ran:  # trained just now by a worker process
                 self.records[-1].reused = False
-        torch.set_num_threads(stage_threads(self.recipe))  # the rest runs alone
+        limit_cpu_threads(stage_threads(self.recipe))  # the rest runs alone
         self.base()
         for number in (1, 2, 3):
             self.stage(number)
