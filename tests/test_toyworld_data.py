@@ -13,7 +13,7 @@ from nextgpt.apps.agent.workspace import mime_type
 from nextgpt.dialogs.loaders import load_dialogues
 from nextgpt.dialogs.tool_calls import parse_tool_calls, render_tool_specs
 from nextgpt.dialogs.validate import validate
-from nextgpt.toyworld.dataset import EVAL_FILES, DatasetSizes, build_dataset
+from nextgpt.toyworld.dataset import EVAL_FILES, DatasetSizes, build_dataset, build_validation
 from nextgpt.toyworld.language import parse_meaning
 from nextgpt.toyworld.prompts import MODEL_MODALITIES
 from nextgpt.toyworld.split import HELD_OUT_FRACTION, make_split
@@ -177,6 +177,51 @@ def test_cli_toyworld_data(tmp_path, capsys, monkeypatch):
     printed = capsys.readouterr().out
     assert "train_instructions.jsonl: 24 dialogue(s)" in printed and (tmp_path / "manifest.json").is_file()
     assert main(["data", "validate", *map(str, sorted(tmp_path.glob("*_*.jsonl")))]) == 0
+
+
+def test_validation_set_draws_training_combinations_and_phrasings_only(tmp_path):
+    """`build_validation`: eval-style files that the eval reads unchanged, with no held-out combination and no
+    held-out phrasing anywhere — choosing a recipe on it does not read the held-out split."""
+    from nextgpt.eval.toyworld_eval import eval_part, held_out_phrasing, load_eval_set
+
+    manifest = build_validation(tmp_path, seed=11, per_modality=4)
+    assert manifest["part"] == "validation" and eval_part(tmp_path) == "validation"
+    assert manifest["files"] == {f"eval_{name}.jsonl": 12 for name in EVAL_FILES}
+    files = sorted(tmp_path.glob("eval_*.jsonl"))
+    assert validate(files, None, ("image", "video", "audio")) == []
+    split = make_split()
+    phrasings = 0
+    for dialogue in load_dialogues(files, format="dialogue"):
+        for turn in dialogue.turns:
+            for output in turn.outputs:
+                meaning = parse_meaning(output.caption, output.modality)
+                assert meaning is not None and not split.is_held_out(meaning), (dialogue.id, output.caption)
+            if turn.role == "user":
+                held = held_out_phrasing(turn.text)
+                phrasings += held is not None
+                assert held is not True, (dialogue.id, turn.text)
+    assert phrasings > 30  # the check above read the requests' phrasings
+    items = load_eval_set(tmp_path)
+    assert len(items) == 6 * 12
+    for kind, _, checks in items:
+        for check in checks:
+            if kind in ("captioning", "generation"):
+                assert not split.is_held_out(Meaning.of(check.about, check.attributes))
+    again = tmp_path / "again"
+    build_validation(again, seed=11, per_modality=4)
+    assert (again / "targets.jsonl").read_text() == (tmp_path / "targets.jsonl").read_text()
+    with pytest.raises(ValueError, match="per_modality must be at least 1"):
+        build_validation(tmp_path / "none", per_modality=0)
+
+
+def test_cli_toyworld_validation(tmp_path, capsys):
+    from nextgpt.cli import main
+
+    assert main(["toyworld", "validation", "--out", str(tmp_path / "val"), "--per-modality", "1"]) == 0
+    assert "eval_conversion.jsonl: 3 dialogue(s)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "val" / "manifest.json").read_text())["part"] == "validation"
+    assert main(["toyworld", "validation", "--out", str(tmp_path / "bad"), "--per-modality", "0"]) == 2
+    assert "per_modality must be at least 1" in capsys.readouterr().err
 
 
 def _requests(rate, part="train", count=300):

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from nextgpt.eval.toyworld_eval import REPORT_NAME, report_name
 from nextgpt.toyworld.classifiers import AttributeClassifier, AttributeClassifiers, train_classifier
-from nextgpt.toyworld.dataset import DatasetSizes, build_dataset
+from nextgpt.toyworld.dataset import DatasetSizes, build_dataset, build_validation
 from nextgpt.toyworld.render import render
 from nextgpt.toyworld.world import MODALITIES, Meaning, all_meanings
 
@@ -174,9 +175,16 @@ def test_cli_classifiers_then_eval_toyworld(tmp_path, capsys, monkeypatch):
     assert main(["eval", "toyworld", "--data", str(tmp_path / "world"), "--classifiers", str(tmp_path / "judges"),
                  "--limit", "1", "--preset", "tiny"]) == 0
     printed = capsys.readouterr().out
-    assert "retrieval_at_1" in printed and "multi-turn" in printed
+    assert "retrieval_at_1" in printed and "multi-turn" in printed and "set: held out" in printed
     report = json.loads((tmp_path / "world" / "eval_toyworld-tiny.json").read_text())
-    assert report["limit"] == 1
+    assert report["limit"] == 1 and report["part"] == "held_out"
+    # a validation set (training combinations) is evaluated the same way; its report has a name of its own
+    build_validation(tmp_path / "val", per_modality=1)
+    assert main(["eval", "toyworld", "--data", str(tmp_path / "val"), "--classifiers", str(tmp_path / "judges"),
+                 "--limit", "1", "--preset", "tiny"]) == 0
+    assert "set: validation" in capsys.readouterr().out
+    assert json.loads((tmp_path / "val" / "eval_toyworld-tiny-validation.json").read_text())["part"] == "validation"
+    assert report_name("validation") != REPORT_NAME == report_name("held_out")
     misses = report["routing_misses"]  # random weights: the free answers (before the forced retry) of its misses
     assert misses["count"] == len(misses["listed"]) <= report["counts"]["turns"]
     for miss in misses["listed"]:

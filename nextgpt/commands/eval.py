@@ -18,9 +18,10 @@ def _eval(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int
     metrics.add_argument("--outputs", required=True, help=".txt (one per line), .jsonl or .json")
     metrics.add_argument("--smoothing", default="none", choices=["none", "add1", "epsilon"], help="BLEU smoothing")
     metrics.add_argument("--json", action="store_true", help="print the scores as JSON")
-    world = actions.add_parser("toyworld", help="run a checkpoint on the held-out toy-world set; "
-                                                   "print and save a report")
-    world.add_argument("--data", required=True, help="folder written by `nextgpt toyworld data`")
+    world = actions.add_parser("toyworld", help="run a checkpoint on the held-out toy-world set (or a validation "
+                                                   "set); print and save a report")
+    world.add_argument("--data", required=True, help="folder written by `nextgpt toyworld data` (held-out set) or "
+                                                     "`nextgpt toyworld validation`")
     world.add_argument("--classifiers", required=True, help="folder written by `nextgpt toyworld classifiers`")
     world.add_argument("--limit", type=int, default=None, help="at most N dialogues per eval file")
     world.add_argument("--out", default=None, help="report JSON (default: next to the checkpoint, or in --data)")
@@ -49,13 +50,15 @@ def _metrics(args: argparse.Namespace) -> int:
 
 
 def _toyworld(args: argparse.Namespace) -> int:
-    from nextgpt.eval.toyworld_eval import REPORT_NAME, evaluate_checkpoint, format_report
+    from nextgpt.eval.toyworld_eval import eval_part, evaluate_checkpoint, format_report, report_name
     from nextgpt.toyworld.classifiers import AttributeClassifiers
 
     classifiers = AttributeClassifiers.load(args.classifiers)
     pipe = load_pipeline(args)
+    part = eval_part(args.data)
     out = Path(args.out) if args.out else Path(args.model or args.data) / (
-        REPORT_NAME if args.model else f"eval_toyworld-{args.preset or 'tiny'}.json")
+        report_name(part) if args.model else f"eval_toyworld-{args.preset or 'tiny'}"
+        f"{'-validation' if part == 'validation' else ''}.json")
     report = evaluate_checkpoint(pipe, args.data, classifiers, limit=args.limit, out_path=out)
     print(format_report(report))
     print(f"wrote {out}")

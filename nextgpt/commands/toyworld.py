@@ -17,6 +17,14 @@ def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
     data.add_argument("--out", required=True, help="folder to write")
     data.add_argument("--seed", type=int, default=0, help="seeds every draw and rendering")
     data.add_argument("--size", default="small", choices=["small", "full"], help="how many dialogues")
+    validation = actions.add_parser(
+        "validation", help="write a validation set: eval files of the training combinations and phrasings (fresh "
+        "draws), to choose recipes without reading the held-out split; evaluate with `nextgpt eval toyworld`")
+    validation.add_argument("--out", required=True, help="folder to write")
+    validation.add_argument("--seed", type=int, default=None,
+                            help="seeds every draw and rendering (default: a seed no training world uses)")
+    validation.add_argument("--per-modality", type=int, default=100,
+                            help="items per modality and file (conversions and dialogues: 3x; default 100)")
     judges = actions.add_parser("classifiers", help="train the attribute classifiers on ground-truth renderings")
     judges.add_argument("--out", required=True, help="folder for {modality}.safetensors + classifiers.json")
     judges.add_argument("--seed", type=int, default=0)
@@ -99,6 +107,20 @@ def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
             print("media: " + ", ".join(f"{m}={n}" for m, n in manifest["media"].items()))
             print(f"wrote {args.out}/manifest.json (check with: nextgpt data validate {args.out}/train_*.jsonl "
                   f"{args.out}/eval_*.jsonl)")
+            return 0
+        if args.toyworld_action == "validation":
+            from nextgpt.toyworld.dataset import VALIDATION_SEED, build_validation
+
+            try:
+                manifest = build_validation(args.out, seed=VALIDATION_SEED if args.seed is None else args.seed,
+                                            per_modality=args.per_modality)
+            except ValueError as error:
+                print(f"error: --per-modality: {error}", file=sys.stderr)
+                return 2
+            for name, count in manifest["files"].items():
+                print(f"{name}: {count} dialogue(s)")
+            print(f"wrote {args.out} (evaluate with: nextgpt eval toyworld --model MODEL --data {args.out} "
+                  f"--classifiers JUDGES; the report is MODEL/eval_toyworld-validation.json)")
             return 0
         from nextgpt.threads import limit_cpu_threads
         from nextgpt.toyworld.classifiers import AttributeClassifiers

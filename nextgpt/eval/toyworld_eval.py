@@ -33,6 +33,21 @@ from .metrics import cider_d, corpus_bleu
 logger = logging.getLogger(__name__)
 
 REPORT_NAME = "eval_toyworld.json"
+VALIDATION_REPORT_NAME = "eval_toyworld-validation.json"
+
+
+def eval_part(eval_dir: str | Path) -> str:
+    """Which set ``eval_dir`` holds: ``"held_out"`` (a world's eval files, `nextgpt toyworld data`) or
+    ``"validation"`` (training combinations and phrasings, `nextgpt toyworld validation`), from its manifest."""
+    manifest = Path(eval_dir) / "manifest.json"
+    if manifest.is_file():
+        return json.loads(manifest.read_text(encoding="utf-8")).get("part", "held_out")
+    return "held_out"
+
+
+def report_name(part: str) -> str:
+    """The file name of a checkpoint's report on ``part``: a validation report never replaces the held-out one."""
+    return VALIDATION_REPORT_NAME if part == "validation" else REPORT_NAME
 OPTIONAL_EVAL_FILES = ("tools", "tool_retries")  # eval files a world written by an older version may lack
 LISTED_ROUTING_MISSES = 100  # the report lists at most this many routing misses (it counts them all)
 
@@ -310,7 +325,8 @@ def summarize(results: list[TurnResult], retrieval: dict[str, float | None]) -> 
 
 def evaluate_checkpoint(pipe: Any, eval_dir: str | Path, classifiers: Any, *, limit: int | None = None,
                         out_path: str | Path | None = None, options: Any = None) -> dict:
-    """Evaluate ``pipe`` (a ``NextGPT``) on the held-out toy-world set in ``eval_dir``.
+    """Evaluate ``pipe`` (a ``NextGPT``) on the toy-world set in ``eval_dir``: a world's held-out set, or a
+    validation set (``build_validation``; the report's ``part`` says which).
 
     Args:
         classifiers: ``AttributeClassifiers`` (the judges of generated media).
@@ -336,7 +352,8 @@ def evaluate_checkpoint(pipe: Any, eval_dir: str | Path, classifiers: Any, *, li
     retrieval = {m: signal_retrieval(pipe, generation, m) for m in MODALITIES
                  if m in {spec.name for spec in pipe.config.output_modalities}}
     retrieval = {m: None if np.isnan(value) else value for m, value in retrieval.items()}
-    report = {"eval_dir": str(eval_dir), "limit": limit, **summarize(results, retrieval)}
+    report = {"eval_dir": str(eval_dir), "part": eval_part(eval_dir), "limit": limit,
+              **summarize(results, retrieval)}
     if out_path is not None:
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
         Path(out_path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -347,7 +364,10 @@ def evaluate_checkpoint(pipe: Any, eval_dir: str | Path, classifiers: Any, *, li
 def format_report(report: dict) -> str:
     """The report as a table: one row per modality, then the dialogue and text metrics."""
     columns = ("captioning", "generation", "routing", "conversion", "retrieval_at_1")
-    lines = [f"{'modality':<10}" + "".join(f"{c:>16}" for c in columns)]
+    validation = report.get("part") == "validation"
+    lines = ["set: " + ("validation (training combinations and phrasings, fresh draws)" if validation
+                        else "held out (combinations and phrasings never trained on)")]
+    lines.append(f"{'modality':<10}" + "".join(f"{c:>16}" for c in columns))
     for modality, row in report["per_modality"].items():
         lines.append(f"{modality:<10}" + "".join(f"{_cell(row[c]):>16}" for c in columns))
     lines.append(f"routing (text answers): {_cell(report['routing_text'])}")
@@ -367,7 +387,8 @@ def format_report(report: dict) -> str:
     for kind, by_modality in report.get("per_combination", {}).items():
         cells = [f"{m} {sum(c['right'] * 2 > c['of'] for c in keys.values())}/{len(keys)}"
                  for m, keys in by_modality.items()]
-        lines.append(f"{kind}: held-out combinations right in most of their items: " + ", ".join(cells))
+        lines.append(f"{kind}: {'' if validation else 'held-out '}combinations right in most of their items: "
+                     + ", ".join(cells))
     for kind, targets in report.get("per_attribute", {}).items():
         cells = [f"{m} " + " ".join(f"{name} {_cell(value)}" for name, value in names.items())
                  for m, names in targets.items()]

@@ -12,6 +12,9 @@ Layout of ``out_dir`` (every data file is JSONL of ``Dialogue.to_dict()``; media
                                 with a failed call and its retry)
     eval_{captioning,generation,conversion,dialogues,tools,tool_retries}.jsonl   held-out combinations and phrasings
     targets.jsonl          {"id", "file", "kind", "checks"} per eval dialogue (what a right answer is)
+
+``build_validation`` writes the same eval files from the *training* combinations and phrasings instead: a
+validation set for choosing recipes without reading the held-out split.
 """
 from __future__ import annotations
 
@@ -96,8 +99,12 @@ def conversion_sources(split: Split, part: str) -> list[tuple[Meaning, str]]:
     return pairs
 
 
-def _examples(builder: Builder, split: Split, part: str, sizes: DatasetSizes) -> dict[str, list[Example]]:
+def _examples(builder: Builder, split: Split, part: str, sizes: DatasetSizes, *,
+              eval_style: bool | None = None) -> dict[str, list[Example]]:
+    """The example groups of ``part``'s meanings: the training files, or (``eval_style``, the default for the eval
+    part) the evaluation files with ``sizes.eval`` items per modality — for the training part, the validation set."""
     rng = builder.rng
+    eval_style = part == "eval" if eval_style is None else eval_style
     pools = {m: split.meanings(m, part) for m in MODALITIES}
     conversions = conversion_sources(split, part)
     by_source: dict[str, list[str]] = {}
@@ -113,7 +120,7 @@ def _examples(builder: Builder, split: Split, part: str, sizes: DatasetSizes) ->
     def everything(count: int) -> list[Meaning]:
         return draw([m for mod in MODALITIES for m in pools[mod]], count)
 
-    if part == "eval":
+    if eval_style:
         return {
             "captioning": [builder.captioning(m) for mod in MODALITIES for m in draw(pools[mod], sizes.eval)],
             "generation": [builder.generation(m) for mod in MODALITIES for m in draw(pools[mod], sizes.eval)],
@@ -176,20 +183,74 @@ def build_dataset(out_dir: str | Path, seed: int = 0, sizes: DatasetSizes | str 
     targets: list[dict] = []
     for part in ("train", "eval"):
         groups = _examples(Builder(split, part, media, rng), split, part, sizes)
-        for name, examples in tqdm(groups.items(), desc=f"toy world {part}", disable=None):
-            file = f"{part}_{name}.jsonl"
-            rows = []
-            for index, example in enumerate(examples):
-                example.dialogue.id = f"{part}-{name}-{index:06d}"
-                rows.append(example.dialogue.to_dict())
-                if part == "eval":
-                    targets.append({"id": example.dialogue.id, "file": file, "kind": example.kind,
-                                    "checks": [check_to_dict(c) for c in example.checks]})
-            _write_jsonl(out / file, rows)
-            counts[file] = len(rows)
+        counts.update(_write_groups(out, part, groups, targets if part == "eval" else None))
     _write_jsonl(out / "targets.jsonl", targets)
     manifest = {"world": "nextgpt-toyworld-v1", "seed": seed, "sizes": asdict(sizes), "split": split.to_dict(),
                 "files": counts, "media": dict(media.count)}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     logger.info("toy world written to %s: %s", out, counts)
+    return manifest
+
+
+def _write_groups(out: Path, part: str, groups: dict[str, list[Example]], targets: list[dict] | None,
+                  file_part: str | None = None) -> dict[str, int]:
+    """Write each group as ``{file_part or part}_{name}.jsonl`` (dialogue ids ``{part}-{name}-000000``); with
+    ``targets``, append what a right answer is for each dialogue. Returns the row count per file."""
+    counts = {}
+    for name, examples in tqdm(groups.items(), desc=f"toy world {part}", disable=None):
+        file = f"{file_part or part}_{name}.jsonl"
+        rows = []
+        for index, example in enumerate(examples):
+            example.dialogue.id = f"{part}-{name}-{index:06d}"
+            rows.append(example.dialogue.to_dict())
+            if targets is not None:
+                targets.append({"id": example.dialogue.id, "file": file, "kind": example.kind,
+                                "checks": [check_to_dict(c) for c in example.checks]})
+        _write_jsonl(out / file, rows)
+        counts[file] = len(rows)
+    return counts
+
+
+VALIDATION_SEED = 1_000_003
+"""The default seed of :func:`build_validation`: not a seed a training world is built with (0 is the recipe's)."""
+
+
+def build_validation(out_dir: str | Path, seed: int = VALIDATION_SEED, per_modality: int = 100,
+                     split: Split | None = None) -> dict:
+    """Write a **validation set**: evaluation files of the toy world drawn from its *training* combinations and
+    *trained* phrasings (fresh renderings and draws, ``seed``), laid out like a world's held-out files
+    (``eval_*.jsonl``, ``targets.jsonl``, ``media/``, ``manifest.json`` with ``"part": "validation"``), so
+    ``nextgpt eval toyworld --data OUT`` evaluates a checkpoint on it unchanged.
+
+    What it is for: choosing between recipes (seeds, losses, data mixes) without reading the held-out split, which
+    then measures the chosen one once. It measures how well a model does what it was trained on — routing,
+    captioning, tool calls on familiar combinations — not composition: a miss here is a miss on the training
+    distribution itself. Nothing held out appears in it (tested).
+
+    Args:
+        out_dir: folder to write (created).
+        seed: seeds every draw and rendering; keep it apart from the training world's seed.
+        per_modality: items per modality and file (captioning, generation, tools, tool_retries); conversion and
+            dialogue files have 3× as many, as in the eval files.
+        split: the split (default: the project's one).
+
+    Raises:
+        ValueError: ``per_modality`` < 1.
+    """
+    if per_modality < 1:
+        raise ValueError(f"per_modality must be at least 1 item per modality, got {per_modality}")
+    split = split or make_split()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    media = MediaFiles(out, rng)
+    sizes = DatasetSizes(pairs=0, instructions=0, dialogues=0, tools=0, eval=per_modality)
+    groups = _examples(Builder(split, "train", media, rng), split, "train", sizes, eval_style=True)
+    targets: list[dict] = []
+    counts = _write_groups(out, "validation", groups, targets, file_part="eval")
+    _write_jsonl(out / "targets.jsonl", targets)
+    manifest = {"world": "nextgpt-toyworld-v1", "part": "validation", "seed": seed, "per_modality": per_modality,
+                "split": split.to_dict(), "files": counts, "media": dict(media.count)}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    logger.info("toy-world validation set written to %s: %s", out, counts)
     return manifest
