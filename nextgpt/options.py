@@ -57,6 +57,10 @@ class GenerationOptions:
         decoder_kwargs: per-modality extra pipeline kwargs, e.g. {"video": {"num_frames": 8}}.
         output_dir: where media files are written (None: not written to disk).
         stop: extra stop strings.
+        decode: False plans the answer's outputs without making them: the decoders do not run, and each output is
+            a ``MediaOutput`` with its modality and empty ``data`` (nothing is saved). Which outputs an answer has
+            (routing) is the same either way — the LLM's text does not depend on its media — at a fraction of the
+            time; what ``nextgpt eval toyworld --routing-only`` uses.
     """
 
     max_new_tokens: int = 128
@@ -71,6 +75,7 @@ class GenerationOptions:
     decoder_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     output_dir: str | Path | None = "nextgpt-outputs"
     stop: tuple[str, ...] = ()
+    decode: bool = True
 
     def __post_init__(self) -> None:
         self.force = frozenset(self.force)

@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 
 from nextgpt.decoders import Decoder, build_decoder
@@ -260,13 +261,17 @@ class NextGPT:
         results: list[list[MediaOutput]] = [[] for _ in rows]
         # One decoder call per modality and per distinct set of decoder settings in the batch.
         jobs: dict[tuple, list[tuple[int, int, Any]]] = defaultdict(list)
+        placed: dict[tuple[int, int], MediaOutput] = {}
         for row_index, row in enumerate(rows):
             o = per_row[row_index]
             for order, span in enumerate(row.spans):
+                if not o.decode:  # planned, not made (GenerationOptions.decode)
+                    placed[(row_index, order)] = MediaOutput(span.modality, np.zeros(0, dtype=np.float32),
+                                                             seed=seeds[row_index] + order)
+                    continue
                 extra = repr(sorted(o.decoder_kwargs.get(span.modality, {}).items()))
                 settings = (o.num_inference_steps, o.guidance_scale, extra)
                 jobs[(span.modality, settings)].append((row_index, order, span))
-        placed: dict[tuple[int, int], MediaOutput] = {}
         for (modality, _), items in jobs.items():
             t = time.perf_counter()
             conditions = self.model.signal_conditions(

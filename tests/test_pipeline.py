@@ -56,6 +56,18 @@ def test_several_media_outputs_in_one_answer(tiny_pipe, tmp_path):
     assert response.raw_text.count("[IMG0]") == 1 and response.raw_text.count("[AUD0]") == 1
 
 
+def test_decode_false_plans_the_outputs_without_running_the_decoders(tiny_pipe, tmp_path, monkeypatch):
+    made = tiny_pipe.chat("everything please", force={"image", "audio"}, max_new_tokens=6, output_dir=None)
+    for decoder in tiny_pipe.decoders.values():
+        monkeypatch.setattr(decoder, "generate", lambda *a, **k: pytest.fail("a decoder ran with decode=False"))
+    planned = tiny_pipe.chat("everything please", force={"image", "audio"}, max_new_tokens=6, output_dir=tmp_path,
+                             decode=False)
+    assert planned.raw_text == made.raw_text  # the same answer, the same outputs in the same order
+    assert [m.modality for m in planned.media] == [m.modality for m in made.media] and planned.media
+    assert all(m.data.size == 0 and m.path is None for m in planned.media) and not list(tmp_path.iterdir())
+    assert [m.seed for m in planned.media] == [m.seed for m in made.media]
+
+
 def test_forbid_and_force_are_validated(tiny_pipe):
     with pytest.raises(ValueError, match="both forced and forbidden"):
         GenerationOptions(force={"image"}, forbid={"image"})

@@ -80,6 +80,13 @@ def test_evaluate_checkpoint_reports_every_field(tiny_pipe, untrained, tmp_path)
     table = format_report(report)
     assert "retrieval_at_1" in table and "CIDEr-D" in table and "tool calls" in table and "retried" in table
     assert set(report["routing_by_phrasing"]) == {"trained", "held_out"} and "by request phrasing" in table
+    # routing only: the outputs planned, not made; every routed turn (multi-turn history included) answers the same
+    planned = evaluate_checkpoint(tiny_pipe, data, untrained, limit=3, routing_only=True)
+    assert planned["routing_misses"] == report["routing_misses"] and planned["counts"] == report["counts"]
+    assert report["counts"]["per_kind"]["multiturn"] > 0 and planned["routing_misses"]["count"] > 0
+    assert [row["routing"] for row in planned["per_modality"].values()] == [
+        row["routing"] for row in report["per_modality"].values()]
+    assert planned["media_judged"] is False and planned["multiturn"] is None and "media_judged" not in report
 
 
 def test_a_retry_is_judged_after_the_given_failed_call_and_its_error(tmp_path):
@@ -178,13 +185,26 @@ def test_cli_classifiers_then_eval_toyworld(tmp_path, capsys, monkeypatch):
     assert "retrieval_at_1" in printed and "multi-turn" in printed and "set: held out" in printed
     report = json.loads((tmp_path / "world" / "eval_toyworld-tiny.json").read_text())
     assert report["limit"] == 1 and report["part"] == "held_out"
+    # routing only (the outputs planned, not made): the same routing as the full run, media left unjudged
+    assert main(["eval", "toyworld", "--data", str(tmp_path / "world"), "--classifiers", str(tmp_path / "judges"),
+                 "--limit", "1", "--preset", "tiny", "--routing-only"]) == 0
+    assert "routing only" in capsys.readouterr().out
+    planned = json.loads((tmp_path / "world" / "eval_toyworld-tiny-routing.json").read_text())
+    assert planned["media_judged"] is False and planned["multiturn"] is None
+    for key in ("routing_misses", "routing_text", "routing_by_phrasing", "counts", "tool_calls", "bleu4"):
+        assert planned[key] == report[key], key
+    for modality, row in planned["per_modality"].items():
+        assert row["generation"] is None and row["conversion"] is None
+        assert row["routing"] == report["per_modality"][modality]["routing"]
+        assert row["captioning"] == report["per_modality"][modality]["captioning"]
     # a validation set (training combinations) is evaluated the same way; its report has a name of its own
     build_validation(tmp_path / "val", per_modality=1)
     assert main(["eval", "toyworld", "--data", str(tmp_path / "val"), "--classifiers", str(tmp_path / "judges"),
                  "--limit", "1", "--preset", "tiny"]) == 0
     assert "set: validation" in capsys.readouterr().out
     assert json.loads((tmp_path / "val" / "eval_toyworld-tiny-validation.json").read_text())["part"] == "validation"
-    assert report_name("validation") != REPORT_NAME == report_name("held_out")
+    assert len({report_name("validation"), REPORT_NAME, report_name("held_out", routing_only=True)}) == 3
+    assert report_name("held_out") == REPORT_NAME
     misses = report["routing_misses"]  # random weights: the free answers (before the forced retry) of its misses
     assert misses["count"] == len(misses["listed"]) <= report["counts"]["turns"]
     for miss in misses["listed"]:

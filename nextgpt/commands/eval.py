@@ -24,6 +24,9 @@ def _eval(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int
                                                      "`nextgpt toyworld validation`")
     world.add_argument("--classifiers", required=True, help="folder written by `nextgpt toyworld classifiers`")
     world.add_argument("--limit", type=int, default=None, help="at most N dialogues per eval file")
+    world.add_argument("--routing-only", action="store_true",
+                       help="plan the outputs without running the decoders: routing, captioning and tool calls in a "
+                       "fraction of the time; generation, conversion and multi-turn accuracy are not measured")
     world.add_argument("--out", default=None, help="report JSON (default: next to the checkpoint, or in --data)")
     add_model_options(world)
 
@@ -56,10 +59,11 @@ def _toyworld(args: argparse.Namespace) -> int:
     classifiers = AttributeClassifiers.load(args.classifiers)
     pipe = load_pipeline(args)
     part = eval_part(args.data)
+    name = report_name(part, args.routing_only)
     out = Path(args.out) if args.out else Path(args.model or args.data) / (
-        report_name(part) if args.model else f"eval_toyworld-{args.preset or 'tiny'}"
-        f"{'-validation' if part == 'validation' else ''}.json")
-    report = evaluate_checkpoint(pipe, args.data, classifiers, limit=args.limit, out_path=out)
+        name if args.model else name.replace("eval_toyworld", f"eval_toyworld-{args.preset or 'tiny'}", 1))
+    report = evaluate_checkpoint(pipe, args.data, classifiers, limit=args.limit, out_path=out,
+                                 routing_only=args.routing_only)
     print(format_report(report))
     print(f"wrote {out}")
     return 0

@@ -7,6 +7,7 @@ history. Text answers are read with the caption parser, media with the attribute
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -45,9 +46,11 @@ def eval_part(eval_dir: str | Path) -> str:
     return "held_out"
 
 
-def report_name(part: str) -> str:
-    """The file name of a checkpoint's report on ``part``: a validation report never replaces the held-out one."""
-    return VALIDATION_REPORT_NAME if part == "validation" else REPORT_NAME
+def report_name(part: str, routing_only: bool = False) -> str:
+    """The file name of a checkpoint's report on ``part``: a validation or routing-only report never replaces the
+    held-out one (``eval_toyworld.json``, ``eval_toyworld-validation.json``, ``eval_toyworld-routing.json``, …)."""
+    name = VALIDATION_REPORT_NAME if part == "validation" else REPORT_NAME
+    return name.replace(".json", "-routing.json") if routing_only else name
 OPTIONAL_EVAL_FILES = ("tools", "tool_retries")  # eval files a world written by an older version may lack
 LISTED_ROUTING_MISSES = 100  # the report lists at most this many routing misses (it counts them all)
 
@@ -156,6 +159,8 @@ def _judge(response: Any, check: Check, classifiers: Any) -> dict[str, bool]:
 
 def _run_dialogue(pipe: Any, kind: str, dialogue: Dialogue, checks: list[Check], classifiers: Any,
                   options: Any) -> list[TurnResult]:
+    """Every checked turn of ``dialogue``, asked in order with the model's own answers as history. Media outputs
+    are judged when ``options.decode`` made them; otherwise (routing only) only text answers and tool calls are."""
     from nextgpt.types import Media, Message
 
     by_turn = {c.turn: c for c in checks}
@@ -187,11 +192,15 @@ def _run_dialogue(pipe: Any, kind: str, dialogue: Dialogue, checks: list[Check],
             break  # the rest of the dialogue (the tool's result) is what the agent would run
         routed = routed_right(check.produce, produced)
         missed = "" if routed else response.raw_text
-        if not routed:
+        if not routed:  # asked again with the modality forced: its content is judged, and it is the history
             conversation.undo()
             outputs = {spec.name for spec in pipe.config.output_modalities}
             force = set() if check.produce == TEXT else {check.produce}
             response = conversation.say(turn.text, media=media, force=force, forbid=outputs - force)
+        if check.produce != TEXT and not options.decode:  # planned, not made (routing only): nothing to judge
+            results.append(TurnResult(kind, check, produced, False, response.text, request=turn.text,
+                                      missed_answer=missed))
+            continue
         attributes = _judge(response, check, classifiers)
         results.append(TurnResult(kind, check, produced, all(attributes.values()), response.text,
                                   attributes=attributes, request=turn.text, missed_answer=missed))
@@ -250,11 +259,23 @@ def _mean(flags: list[bool]) -> float | None:
     return float(np.mean(flags)) if flags else None
 
 
-def summarize(results: list[TurnResult], retrieval: dict[str, float | None]) -> dict:
+def summarize(results: list[TurnResult], retrieval: dict[str, float | None], *, media_judged: bool = True) -> dict:
     """The report: per modality captioning / generation / routing / conversion accuracy and retrieval@1;
     multi-turn accuracy (dialogues with every turn right), BLEU-4 / CIDEr-D of the captioning answers, and tool
     calls (with the agent's prompt, the first call names the right tool with the right arguments).
-    A value is None where the eval set had no item for it."""
+    A value is None where the eval set had no item for it, and — ``media_judged=False``, outputs planned but not
+    made — for what needs the media judged: generation, conversion and multi-turn accuracy."""
+    if not media_judged:
+        # routing reads which outputs an answer has, not the media: from every result; the accuracies from the
+        # kinds judged on text (captioning, tool calls) only
+        report = summarize([r for r in results if r.kind not in ("generation", "conversion", "multiturn")], retrieval)
+        routed = summarize(results, retrieval)
+        for modality, row in report["per_modality"].items():
+            row.update(generation=None, conversion=None, routing=routed["per_modality"][modality]["routing"])
+        for key in ("routing_text", "routing_by_phrasing", "routing_misses", "counts"):
+            report[key] = routed[key]
+        report.update(multiturn=None, multiturn_turns=None, media_judged=False)
+        return report
     per_modality: dict[str, dict] = {}
     for modality in MODALITIES:
         def pick(kind: str, field: str) -> list[TurnResult]:
@@ -324,7 +345,7 @@ def summarize(results: list[TurnResult], retrieval: dict[str, float | None]) -> 
 
 
 def evaluate_checkpoint(pipe: Any, eval_dir: str | Path, classifiers: Any, *, limit: int | None = None,
-                        out_path: str | Path | None = None, options: Any = None) -> dict:
+                        out_path: str | Path | None = None, options: Any = None, routing_only: bool = False) -> dict:
     """Evaluate ``pipe`` (a ``NextGPT``) on the toy-world set in ``eval_dir``: a world's held-out set, or a
     validation set (``build_validation``; the report's ``part`` says which).
 
@@ -334,6 +355,9 @@ def evaluate_checkpoint(pipe: Any, eval_dir: str | Path, classifiers: Any, *, li
             always uses the whole generation file (one teacher-forced pass).
         out_path: where the JSON report is written (None: not written).
         options: ``GenerationOptions`` for every request (default: greedy, 64 new tokens, media not saved).
+        routing_only: plan the outputs without running the decoders (``GenerationOptions.decode=False``): routing,
+            captioning, tool calls and retrieval as in a full run, in a fraction of the time; generation,
+            conversion and multi-turn accuracy are None (``media_judged: false`` in the report).
 
     Returns:
         The report (see ``summarize``), with ``eval_dir`` and ``limit``.
@@ -341,6 +365,8 @@ def evaluate_checkpoint(pipe: Any, eval_dir: str | Path, classifiers: Any, *, li
     from nextgpt.options import GenerationOptions
 
     options = options or GenerationOptions(max_new_tokens=64, output_dir=None)
+    if routing_only:
+        options = dataclasses.replace(options, decode=False)
     items = load_eval_set(eval_dir, limit)
     results: list[TurnResult] = []
     for number, (kind, dialogue, checks) in enumerate(tqdm(items, desc="toy-world eval", disable=None)):
@@ -353,7 +379,7 @@ def evaluate_checkpoint(pipe: Any, eval_dir: str | Path, classifiers: Any, *, li
                  if m in {spec.name for spec in pipe.config.output_modalities}}
     retrieval = {m: None if np.isnan(value) else value for m, value in retrieval.items()}
     report = {"eval_dir": str(eval_dir), "part": eval_part(eval_dir), "limit": limit,
-              **summarize(results, retrieval)}
+              **summarize(results, retrieval, media_judged=options.decode)}
     if out_path is not None:
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
         Path(out_path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -367,6 +393,8 @@ def format_report(report: dict) -> str:
     validation = report.get("part") == "validation"
     lines = ["set: " + ("validation (training combinations and phrasings, fresh draws)" if validation
                         else "held out (combinations and phrasings never trained on)")]
+    if report.get("media_judged") is False:
+        lines.append("outputs planned, not made (routing only): generation, conversion and multi-turn not measured")
     lines.append(f"{'modality':<10}" + "".join(f"{c:>16}" for c in columns))
     for modality, row in report["per_modality"].items():
         lines.append(f"{modality:<10}" + "".join(f"{_cell(row[c]):>16}" for c in columns))
