@@ -38,7 +38,13 @@ def test_quick_recipe_writes_an_evaluated_checkpoint(built):
     assert stages["stage3"]["trainable_parameters"] > stages["stage2"]["trainable_parameters"]
     report = json.loads((folder / "eval_toyworld.json").read_text())
     assert set(report["per_modality"]) == {"image", "audio", "video"}
-    assert report["limit"] == 2
+    assert report["limit"] == 2 and report["part"] == "held_out"
+    # and the validation set of training combinations, routed without the decoders
+    validation = json.loads((folder / "eval_toyworld-validation-routing.json").read_text())
+    assert validation["part"] == "validation" and validation["media_judged"] is False
+    assert validation["eval_dir"] == "validation" and (out / "validation" / "targets.jsonl").is_file()
+    assert validation["counts"]["per_kind"]["conversion"] == 3 and validation["counts"]["per_kind"]["tools"] == 3
+    assert any(line.startswith("[validation]") for line in built[2])
 
 
 def test_the_checkpoint_is_stored_in_float16_and_loads_in_float32(built):
@@ -148,6 +154,8 @@ def test_parts_from_refuses_a_folder_that_is_not_a_model_or_a_build_with_parts(b
     assert main(["toyworld", "build", "--out", str(tmp_path / "b"), "--parts-from", str(tmp_path)]) == 2
     assert "has no config.json: give the folder of a toy-world model" in capsys.readouterr().err
     assert not (tmp_path / "b" / "parts").exists()
+    assert main(["toyworld", "build", "--out", str(tmp_path / "c"), "--quick", "--validation", "-1"]) == 2
+    assert "--validation must be 0 (none) or more" in capsys.readouterr().err and not (tmp_path / "c").exists()
 
 
 def test_the_stages_never_run_more_threads_than_the_machine_has_cores(monkeypatch):

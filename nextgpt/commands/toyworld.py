@@ -43,6 +43,10 @@ def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
                        "('shipped': the package's): only the data, stages 1-3 and the eval run")
     build.add_argument("--eval-limit", type=int, default=None,
                        help="eval dialogues per file (default: the whole held-out split)")
+    build.add_argument("--validation", type=int, default=None, metavar="N",
+                       help="also route a validation set of the training combinations (N items per modality and "
+                       "file; decoders not run) → OUT/model/eval_toyworld-validation-routing.json: compare recipes "
+                       "without reading the held-out split (default: none; --quick: 1)")
     build.add_argument("--threads", type=int, default=1, help="CPU threads of each process: torch and BLAS (default 1)")
     build.add_argument("--decoder-device", default="cpu",
                        help="where the decoders train, e.g. cuda (default cpu; the video decoder is ≈ 80 min of one "
@@ -72,6 +76,12 @@ def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
             recipe = Recipe.quick(args.seed) if args.quick else Recipe(seed=args.seed)
             if args.eval_limit is not None:
                 recipe.eval_limit = args.eval_limit
+            if args.validation is not None:
+                if args.validation < 0:
+                    print(f"error: --validation must be 0 (none) or more items per modality, got {args.validation}",
+                          file=sys.stderr)
+                    return 2
+                recipe.validation_per_modality = args.validation
             recipe.threads = args.threads
             if args.jobs < 1:
                 print(f"error: --jobs must be at least 1, got {args.jobs}", file=sys.stderr)

@@ -85,6 +85,8 @@ class Recipe:
     stage_overrides: dict[int, list[str]] = field(default_factory=dict)  # stage → extra `--set` overrides
     eval_limit: int | None = None  # dialogues per eval file (None: the whole held-out split)
     eval_inference_steps: int | None = None  # diffusion steps of eval generations (None: each decoder's default)
+    validation_per_modality: int = 0  # > 0: also route a validation set of the training combinations (this many
+    # items per modality and file; routing only, decoders not run) → model/eval_toyworld-validation-routing.json
     feature_cache: bool = True  # encode each stage's media and caption targets once (nextgpt data cache)
     storage_dtype: str = "float16"  # weights of the final folder as stored (loaded back in float32); evaluated so
     threads: int = 1
@@ -104,7 +106,7 @@ class Recipe:
                    decoder_vae_steps=dict(few), decoder_eval_count=0,
                    judge_options={"train_size": 64, "epochs": 1, "test_size": 16},
                    stage_overrides={1: stage, 2: stage, 3: stage},
-                   eval_limit=2, eval_inference_steps=2)
+                   eval_limit=2, eval_inference_steps=2, validation_per_modality=1)
 
 
 def stage_threads(recipe: Recipe) -> int:
@@ -471,6 +473,8 @@ class ToyWorldBuild:
                                          limit=self.recipe.eval_limit, out_path=temp / REPORT_NAME, options=options)
             report["eval_dir"] = "world"  # the build's data folder (not this machine's absolute path)
             (temp / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            if self.recipe.validation_per_modality > 0:
+                self._route_validation(pipe, temp, options)
             shutil.copytree(self.judges_dir, temp / JUDGES_SUBDIR, ignore=shutil.ignore_patterns(DONE))
             make_readable(temp)
             (temp / "card.json").write_text(json.dumps(model_card(report), indent=2) + "\n", encoding="utf-8")
@@ -482,6 +486,25 @@ class ToyWorldBuild:
 
         self._step("model", folder, work, None)
         return folder
+
+    def _route_validation(self, pipe: Any, folder: Path, options: Any) -> None:
+        """Write the validation set (``validation/``, training combinations) and route ``pipe`` on it without the
+        decoders: a number to compare recipes by that does not read the held-out split."""
+        from nextgpt.eval.toyworld_eval import evaluate_checkpoint, report_name
+
+        from .classifiers import AttributeClassifiers
+        from .dataset import build_validation
+
+        data = self.out / "validation"
+        if not (data / "targets.jsonl").is_file():
+            build_validation(data, per_modality=self.recipe.validation_per_modality)
+        out = folder / report_name("validation", routing_only=True)
+        report = evaluate_checkpoint(pipe, data, AttributeClassifiers.load(self.judges_dir), out_path=out,
+                                     options=options, routing_only=True)
+        report["eval_dir"] = "validation"
+        out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        self.log(f"[validation] training combinations, routing only: {report['routing_misses']['count']} routing "
+                 f"misses → {out.name}")
 
     PART_STEPS = ("decoder-video", "decoder-audio", "encoder", "llm", "decoder-image")
     """The independent part steps, in the order ``jobs`` processes take them up, so that with the world's data last
