@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 REPORT_NAME = "eval_toyworld.json"
 VALIDATION_REPORT_NAME = "eval_toyworld-validation.json"
+OPTIONAL_EVAL_FILES = ("tools", "tool_retries")  # eval files a world written by an older version may lack
+LISTED_ROUTING_MISSES = 100  # the report lists at most this many routing misses (it counts them all)
 
 
 def eval_part(eval_dir: str | Path) -> str:
@@ -51,8 +53,6 @@ def report_name(part: str, routing_only: bool = False) -> str:
     held-out one (``eval_toyworld.json``, ``eval_toyworld-validation.json``, ``eval_toyworld-routing.json``, …)."""
     name = VALIDATION_REPORT_NAME if part == "validation" else REPORT_NAME
     return name.replace(".json", "-routing.json") if routing_only else name
-OPTIONAL_EVAL_FILES = ("tools", "tool_retries")  # eval files a world written by an older version may lack
-LISTED_ROUTING_MISSES = 100  # the report lists at most this many routing misses (it counts them all)
 
 
 @dataclass
