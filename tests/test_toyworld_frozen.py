@@ -204,6 +204,29 @@ def test_llm_is_deterministic_by_seed(tmp_path):
         (tmp_path / "b" / "tokenizer" / "tokenizer.json").read_text()
 
 
+def test_copy_drills_stop_after_copy_steps(tmp_path):
+    from nextgpt.toyworld.train_llm import train_toy_llm
+
+    kwargs = dict(steps=3, batch_size=4, block=32, train_dialogues=60, eval_dialogues=12, tool_dialogues=8,
+                  tool_rows=1, file_questions=12, file_rows=1, copy_rows=2, copy_probe=0, seed=3)
+    every = train_toy_llm(tmp_path / "every", **kwargs)
+    first = train_toy_llm(tmp_path / "first", copy_steps=1, **kwargs)
+    none = train_toy_llm(tmp_path / "none", **{**kwargs, "copy_rows": 0})
+    assert first.losses[0] == every.losses[0] != none.losses[0]  # step 1 has its drill rows
+    assert first.losses[1:] != every.losses[1:]  # then none: the rest of the run is another one
+    assert (first.extra["copy_steps"], every.extra["copy_steps"], none.extra["copy_steps"]) == (1, None, 0)
+
+
+def test_llm_trains_on_the_world_text_alone(tmp_path):
+    from nextgpt.toyworld.train_llm import train_toy_llm
+
+    report = train_toy_llm(tmp_path, steps=2, batch_size=4, block=32, train_dialogues=60, eval_dialogues=12,
+                           tool_dialogues=0, file_questions=0, copy_rows=0, copy_probe=0)
+    extra = report.extra
+    assert (extra["tool_dialogues"], extra["file_questions"], extra["tool_tokens_max"]) == (0, 0, 0)
+    assert (tmp_path / "llm" / "model.safetensors").is_file()
+
+
 def test_dialogue_text_is_vicuna_v0_with_captioned_placeholders():
     from nextgpt.toyworld.train_llm import dialogue_texts
 

@@ -344,7 +344,8 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
                   lr: float = 3e-3, architecture: dict[str, Any] | None = None, vocab_size: int = VOCAB_SIZE,
                   train_dialogues: int = 4000, eval_dialogues: int = 300, tool_dialogues: int = 4000,
                   tool_rows: int = 4, tool_block: int = TOOL_BLOCK, file_questions: int = 20_000,
-                  file_rows: int = 16, copy_rows: int = 12, copy_probe: int = 60) -> LLMReport:
+                  file_rows: int = 16, copy_rows: int = 12, copy_steps: int | None = None,
+                  copy_probe: int = 60) -> LLMReport:
     """Train the toy tokenizer and LLaMA and save them under ``out_dir/tokenizer`` and ``out_dir/llm``.
 
     Args:
@@ -364,6 +365,8 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
             seen 11 times each taught the toy LLM the training names, not to copy).
         copy_rows: rows of copy drills (:func:`copy_drill_blocks`, fresh every step, from every token of the
             vocabulary but the special ones) added to every step.
+        copy_steps: the drills are added to the first ``copy_steps`` steps only (``None``: every step); the steps
+            after them are the world's text, the tool rows and the file questions alone.
         copy_probe: tool dialogues and file questions for :func:`name_copy_accuracy` in the report (0: skip).
 
     Raises:
@@ -416,7 +419,7 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
             if file_blocks is not None:
                 files = torch.randint(len(file_blocks[0]), (file_rows,), generator=generator)
                 parts.append(_step_loss(model, file_blocks, files))
-            if copy_rows:
+            if copy_rows and (copy_steps is None or step < copy_steps):
                 parts.append(_step_loss(model, copy_drill_blocks(copy_rows, block, drill_tokens, generator),
                                         torch.arange(copy_rows)))
             loss, _ = _mean_of(*parts)
@@ -443,8 +446,9 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
                         "tool_rows": tool_rows if tool_blocks is not None else 0, "tool_block": tool_block,
                         "name_copy": copying, "file_questions": len(file_text),
                         "file_rows": file_rows if file_blocks is not None else 0, "copy_rows": copy_rows,
+                        "copy_steps": copy_steps if copy_rows else 0,
                         "tool_tokens_max": max((len(t) for t in tokenizer([t.text for t in tool_text])["input_ids"]),
-                                               default=0)})
+                                               default=0) if tool_text else 0})
     (out / "llm_report.json").write_text(json.dumps({k: v for k, v in report.to_dict().items() if k != "losses"},
                                                     indent=2) + "\n")
     logger.info("toy LLM: perplexity %.3f on held-out (eval split) text, %.3f on fresh training text, %.0f s",
