@@ -154,6 +154,35 @@ def test_copy_drills_repeat_each_sequence_and_label_only_the_predictable_part_of
         copy_drill_blocks(1, 64, [], torch.Generator())
 
 
+def test_recall_drills_label_the_span_each_key_wrote_earlier():
+    from nextgpt.toyworld.train_llm import recall_drill_blocks
+
+    vocabulary = list(range(10, 60))
+    ids, labels = recall_drill_blocks(4, 96, vocabulary, torch.Generator().manual_seed(2), lengths=(2, 6))
+    again = recall_drill_blocks(4, 96, vocabulary, torch.Generator().manual_seed(2), lengths=(2, 6))
+    assert ids.shape == labels.shape == (4, 96) and torch.equal(ids, again[0]) and torch.equal(labels, again[1])
+    for row_ids, row_labels in zip(ids.tolist(), labels.tolist()):
+        assert set(row_ids) <= set(vocabulary)
+        runs, at = [], 0
+        while at < 96:  # the labelled runs: each a recalled span, after its (unlabelled) key
+            if row_labels[at] == -100:
+                at += 1
+                continue
+            end = next((i for i in range(at, 96) if row_labels[i] == -100), 96)
+            runs.append((at, end))
+            at = end
+        assert len(runs) >= 2
+        for start, end in runs:
+            key, span = row_ids[start - 1], row_ids[start:end]
+            assert row_labels[start:end] == span and row_labels[start - 1] == -100 and 2 <= len(span) <= 6
+            assert any(row_ids[q] == key and row_ids[q + 1:q + 1 + len(span)] == span
+                       for q in range(start - 1 - len(span)))  # written after the same key before it is asked
+    with pytest.raises(ValueError, match="block"):
+        recall_drill_blocks(1, 8, vocabulary, torch.Generator())
+    with pytest.raises(ValueError, match="vocabulary"):
+        recall_drill_blocks(1, 96, [1, 2, 3], torch.Generator())
+
+
 def test_perplexity_skips_batches_without_answer_tokens():
     """A batch of prompt-only blocks has a NaN mean loss (0/0); it must weigh nothing, not poison the total."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -194,10 +223,10 @@ def test_llm_is_deterministic_by_seed(tmp_path):
     from nextgpt.toyworld.train_llm import train_toy_llm
 
     kwargs = dict(steps=3, batch_size=4, block=32, train_dialogues=60, eval_dialogues=12, tool_dialogues=8,
-                  tool_rows=1, file_questions=12, file_rows=1, copy_rows=2, copy_probe=0)
+                  tool_rows=1, file_questions=12, file_rows=1, copy_rows=2, recall_rows=1, copy_probe=0)
     first, second = (train_toy_llm(tmp_path / n, seed=3, **kwargs) for n in "ab")
     assert first.losses == second.losses and first.perplexity_eval == second.perplexity_eval
-    assert first.extra["copy_rows"] == 2
+    assert (first.extra["copy_rows"], first.extra["recall_rows"]) == (2, 1)
     weights = [load_file(tmp_path / n / "llm" / "model.safetensors") for n in "ab"]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert (tmp_path / "a" / "tokenizer" / "tokenizer.json").read_text() == \

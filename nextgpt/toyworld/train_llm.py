@@ -299,6 +299,53 @@ def copy_drill_blocks(count: int, block: int, vocabulary: list[int], generator: 
     return ids, labels
 
 
+def recall_drill_blocks(count: int, block: int, vocabulary: list[int], generator: torch.Generator,
+                        spans: tuple[int, int] = (2, 4), lengths: tuple[int, int] = (3, 12)
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` rows of ``block`` tokens of keyed recall: a group writes ``spans[0]``–``spans[1]`` sequences, each
+    after a key token of its own (``k1 a b c k2 d e …``), then asks for them again in a random order — a key, and
+    the labels on the whole sequence that followed it. Unlike :func:`copy_drill_blocks`, what to copy is not the
+    continuation of the latest repeat but the span the key picks out of several (the file the question names out
+    of the attached ones; the target a request names beside its source). Keys and sequences are drawn from
+    ``vocabulary``; a group's keys are distinct; groups follow each other until the row is full (the rest is
+    padding with no label).
+
+    Raises:
+        ValueError: a block shorter than one group of the shortest spans, or a vocabulary too small for the keys.
+    """
+    low, high = spans
+    if len(vocabulary) < 2 * high or low < 2 or high < low or lengths[0] < 1 or lengths[1] < lengths[0] \
+            or block < 2 * low * (lengths[0] + 1):
+        raise ValueError(f"recall drills need ≥ {2 * high} vocabulary tokens, 2 ≤ spans[0] ≤ spans[1], 1 ≤ "
+                         f"lengths[0] ≤ lengths[1] and a block of at least {2 * low * (lengths[0] + 1)} tokens; got "
+                         f"{len(vocabulary)} tokens, spans {spans}, lengths {lengths}, block {block}")
+    pool = torch.tensor(vocabulary)
+    ids = torch.full((count, block), int(pool[0]))
+    labels = torch.full((count, block), -100)
+    for row in range(count):
+        at = 0
+        while True:
+            number = int(torch.randint(low, high + 1, (1,), generator=generator))
+            keys = pool[torch.randperm(len(pool), generator=generator)[:number]]
+            sequences = [pool[torch.randint(len(pool), (int(torch.randint(lengths[0], lengths[1] + 1, (1,),
+                                                                            generator=generator)),),
+                                            generator=generator)] for _ in range(number)]
+            size = 2 * sum(len(s) + 1 for s in sequences)
+            if at + size > block:
+                break
+            for key, sequence in zip(keys, sequences):
+                ids[row, at] = key
+                ids[row, at + 1:at + 1 + len(sequence)] = sequence
+                at += 1 + len(sequence)
+            for i in torch.randperm(number, generator=generator).tolist():
+                sequence = sequences[i]
+                ids[row, at] = keys[i]
+                ids[row, at + 1:at + 1 + len(sequence)] = sequence
+                labels[row, at + 1:at + 1 + len(sequence)] = sequence
+                at += 1 + len(sequence)
+    return ids, labels
+
+
 def _step_loss(model: Any, blocks: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor
                ) -> tuple[torch.Tensor, int]:
     """Mean next-token loss of ``rows`` of ``blocks`` and how many tokens it averages."""
@@ -345,7 +392,7 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
                   train_dialogues: int = 4000, eval_dialogues: int = 300, tool_dialogues: int = 4000,
                   tool_rows: int = 4, tool_block: int = TOOL_BLOCK, file_questions: int = 20_000,
                   file_rows: int = 16, copy_rows: int = 12, copy_steps: int | None = None,
-                  copy_probe: int = 60) -> LLMReport:
+                  recall_rows: int = 0, copy_probe: int = 60) -> LLMReport:
     """Train the toy tokenizer and LLaMA and save them under ``out_dir/tokenizer`` and ``out_dir/llm``.
 
     Args:
@@ -367,6 +414,8 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
             vocabulary but the special ones) added to every step.
         copy_steps: the drills are added to the first ``copy_steps`` steps only (``None``: every step); the steps
             after them are the world's text, the tool rows and the file questions alone.
+        recall_rows: rows of keyed recall drills (:func:`recall_drill_blocks`, fresh every step) added to every
+            step (with ``copy_steps``, to the same first steps as the copy drills).
         copy_probe: tool dialogues and file questions for :func:`name_copy_accuracy` in the report (0: skip).
 
     Raises:
@@ -376,8 +425,8 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
 
     if min(steps, batch_size, block, train_dialogues, eval_dialogues) <= 0:
         raise ValueError("steps, batch_size, block, train_dialogues and eval_dialogues must all be > 0")
-    if min(tool_dialogues, tool_rows, file_questions, file_rows, copy_rows) < 0:
-        raise ValueError("tool_dialogues, tool_rows, file_questions, file_rows and copy_rows must be ≥ 0")
+    if min(tool_dialogues, tool_rows, file_questions, file_rows, copy_rows, recall_rows) < 0:
+        raise ValueError("tool_dialogues, tool_rows, file_questions, file_rows, copy_rows and recall_rows must be ≥ 0")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -419,9 +468,13 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
             if file_blocks is not None:
                 files = torch.randint(len(file_blocks[0]), (file_rows,), generator=generator)
                 parts.append(_step_loss(model, file_blocks, files))
-            if copy_rows and (copy_steps is None or step < copy_steps):
+            drilled = copy_steps is None or step < copy_steps
+            if copy_rows and drilled:
                 parts.append(_step_loss(model, copy_drill_blocks(copy_rows, block, drill_tokens, generator),
                                         torch.arange(copy_rows)))
+            if recall_rows and drilled:
+                parts.append(_step_loss(model, recall_drill_blocks(recall_rows, block, drill_tokens, generator),
+                                        torch.arange(recall_rows)))
             loss, _ = _mean_of(*parts)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -446,7 +499,7 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
                         "tool_rows": tool_rows if tool_blocks is not None else 0, "tool_block": tool_block,
                         "name_copy": copying, "file_questions": len(file_text),
                         "file_rows": file_rows if file_blocks is not None else 0, "copy_rows": copy_rows,
-                        "copy_steps": copy_steps if copy_rows else 0,
+                        "copy_steps": copy_steps if copy_rows else 0, "recall_rows": recall_rows,
                         "tool_tokens_max": max((len(t) for t in tokenizer([t.text for t in tool_text])["input_ids"]),
                                                default=0) if tool_text else 0})
     (out / "llm_report.json").write_text(json.dumps({k: v for k, v in report.to_dict().items() if k != "losses"},
