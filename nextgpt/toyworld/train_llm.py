@@ -24,7 +24,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -260,6 +260,17 @@ def _pack(tokenizer: Any, texts: list[LabelledText], block: int) -> tuple[torch.
     return torch.tensor(ids[: rows * block]).view(rows, block), torch.tensor(labels[: rows * block]).view(rows, block)
 
 
+def _drill_rows(count: int, block: int, pool: torch.Tensor, fill: Callable[[torch.Tensor, torch.Tensor], None]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` rows of ``block`` tokens (padding: ``pool[0]``, no label), each filled in place by ``fill(ids,
+    labels)``."""
+    ids = torch.full((count, block), int(pool[0]))
+    labels = torch.full((count, block), -100)
+    for row in range(count):
+        fill(ids[row], labels[row])
+    return ids, labels
+
+
 def copy_drill_blocks(count: int, block: int, vocabulary: list[int], generator: torch.Generator,
                       lengths: tuple[int, int] = (3, 20), small_alphabets: float = 0.5,
                       alphabet_sizes: tuple[int, int] = (2, 10)) -> tuple[torch.Tensor, torch.Tensor]:
@@ -280,23 +291,23 @@ def copy_drill_blocks(count: int, block: int, vocabulary: list[int], generator: 
         raise ValueError(f"copy drills need a vocabulary, 2 ≤ lengths[0] ≤ lengths[1] and a block of at least "
                          f"{2 * max(low, 2)} tokens; got {len(vocabulary)} tokens, lengths {lengths}, block {block}")
     pool = torch.tensor(vocabulary)
-    ids = torch.full((count, block), int(pool[0]))
-    labels = torch.full((count, block), -100)
-    for row in range(count):
+
+    def fill(ids: torch.Tensor, labels: torch.Tensor) -> None:
         at = 0
         while True:
             length = int(torch.randint(low, high + 1, (1,), generator=generator))
             if at + 2 * length > block:
-                break
+                return
             source = pool
             if float(torch.rand((), generator=generator)) < small_alphabets:
                 size = int(torch.randint(alphabet_sizes[0], alphabet_sizes[1] + 1, (1,), generator=generator))
                 source = pool[torch.randperm(len(pool), generator=generator)[:size]]
             sequence = source[torch.randint(len(source), (length,), generator=generator)]
-            ids[row, at:at + length] = ids[row, at + length:at + 2 * length] = sequence
-            labels[row, at + length + 1:at + 2 * length] = sequence[1:]
+            ids[at:at + length] = ids[at + length:at + 2 * length] = sequence
+            labels[at + length + 1:at + 2 * length] = sequence[1:]
             at += 2 * length
-    return ids, labels
+
+    return _drill_rows(count, block, pool, fill)
 
 
 def recall_drill_blocks(count: int, block: int, vocabulary: list[int], generator: torch.Generator,
@@ -320,9 +331,13 @@ def recall_drill_blocks(count: int, block: int, vocabulary: list[int], generator
                          f"lengths[0] ≤ lengths[1] and a block of at least {2 * low * (lengths[0] + 1)} tokens; got "
                          f"{len(vocabulary)} tokens, spans {spans}, lengths {lengths}, block {block}")
     pool = torch.tensor(vocabulary)
-    ids = torch.full((count, block), int(pool[0]))
-    labels = torch.full((count, block), -100)
-    for row in range(count):
+
+    def write(ids: torch.Tensor, at: int, key: torch.Tensor, sequence: torch.Tensor) -> int:
+        ids[at] = key
+        ids[at + 1:at + 1 + len(sequence)] = sequence
+        return at + 1 + len(sequence)
+
+    def fill(ids: torch.Tensor, labels: torch.Tensor) -> None:
         at = 0
         while True:
             number = int(torch.randint(low, high + 1, (1,), generator=generator))
@@ -330,20 +345,15 @@ def recall_drill_blocks(count: int, block: int, vocabulary: list[int], generator
             sequences = [pool[torch.randint(len(pool), (int(torch.randint(lengths[0], lengths[1] + 1, (1,),
                                                                             generator=generator)),),
                                             generator=generator)] for _ in range(number)]
-            size = 2 * sum(len(s) + 1 for s in sequences)
-            if at + size > block:
-                break
+            if at + 2 * sum(len(s) + 1 for s in sequences) > block:
+                return
             for key, sequence in zip(keys, sequences):
-                ids[row, at] = key
-                ids[row, at + 1:at + 1 + len(sequence)] = sequence
-                at += 1 + len(sequence)
+                at = write(ids, at, key, sequence)
             for i in torch.randperm(number, generator=generator).tolist():
-                sequence = sequences[i]
-                ids[row, at] = keys[i]
-                ids[row, at + 1:at + 1 + len(sequence)] = sequence
-                labels[row, at + 1:at + 1 + len(sequence)] = sequence
-                at += 1 + len(sequence)
-    return ids, labels
+                labels[at + 1:at + 1 + len(sequences[i])] = sequences[i]
+                at = write(ids, at, keys[i], sequences[i])
+
+    return _drill_rows(count, block, pool, fill)
 
 
 def _step_loss(model: Any, blocks: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor
