@@ -244,6 +244,8 @@ def test_copy_drills_stop_after_copy_steps(tmp_path):
     assert first.losses[0] == every.losses[0] != none.losses[0]  # step 1 has its drill rows
     assert first.losses[1:] != every.losses[1:]  # then none: the rest of the run is another one
     assert (first.extra["copy_steps"], every.extra["copy_steps"], none.extra["copy_steps"]) == (1, None, 0)
+    with pytest.raises(ValueError, match="copy_steps"):
+        train_toy_llm(tmp_path / "bad", copy_steps=-1, **kwargs)
 
 
 def test_llm_trains_on_the_world_text_alone(tmp_path):

@@ -422,8 +422,8 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
             seen 11 times each taught the toy LLM the training names, not to copy).
         copy_rows: rows of copy drills (:func:`copy_drill_blocks`, fresh every step, from every token of the
             vocabulary but the special ones) added to every step.
-        copy_steps: the drills are added to the first ``copy_steps`` steps only (``None``: every step); the steps
-            after them are the world's text, the tool rows and the file questions alone.
+        copy_steps: the drills (copy and recall) are added to the first ``copy_steps`` steps only (``None``: every
+            step); the steps after them are the world's text, the tool rows and the file questions alone.
         recall_rows: rows of keyed recall drills (:func:`recall_drill_blocks`, fresh every step) added to every
             step (with ``copy_steps``, to the same first steps as the copy drills).
         copy_probe: tool dialogues and file questions for :func:`name_copy_accuracy` in the report (0: skip).
@@ -437,6 +437,8 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
         raise ValueError("steps, batch_size, block, train_dialogues and eval_dialogues must all be > 0")
     if min(tool_dialogues, tool_rows, file_questions, file_rows, copy_rows, recall_rows) < 0:
         raise ValueError("tool_dialogues, tool_rows, file_questions, file_rows, copy_rows and recall_rows must be ≥ 0")
+    if copy_steps is not None and copy_steps < 0:
+        raise ValueError(f"copy_steps must be ≥ 0 (or None: drills in every step); got {copy_steps}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -509,7 +511,7 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
                         "tool_rows": tool_rows if tool_blocks is not None else 0, "tool_block": tool_block,
                         "name_copy": copying, "file_questions": len(file_text),
                         "file_rows": file_rows if file_blocks is not None else 0, "copy_rows": copy_rows,
-                        "copy_steps": copy_steps if copy_rows else 0, "recall_rows": recall_rows,
+                        "copy_steps": copy_steps if copy_rows or recall_rows else 0, "recall_rows": recall_rows,
                         "tool_tokens_max": max((len(t) for t in tokenizer([t.text for t in tool_text])["input_ids"]),
                                                default=0) if tool_text else 0})
     (out / "llm_report.json").write_text(json.dumps({k: v for k, v in report.to_dict().items() if k != "losses"},
