@@ -179,3 +179,67 @@ def test_a_part_trained_elsewhere_is_recorded_with_its_own_budget(tmp_path):
     assert _part_report(tmp_path) == {"seconds": 390.5, "trained_outside_the_build": True, "report": "decoder.json",
                                       "budget": budget, "trained_on": "one GPU"}
     assert _part_report(tmp_path / "missing") == {"trained_outside_the_build": True}
+
+
+def test_the_fast_recipe_gives_every_part_its_budget(tmp_path, monkeypatch):
+    """``Recipe.fast()`` reaches the trainers: each part on its smaller budget (the video decoder on 4 clips a step),
+    the stages as in the full recipe."""
+    from nextgpt.toyworld import train_decoders, train_encoder, train_llm
+
+    calls: dict[str, dict] = {}
+
+    class Report:
+        accuracy: dict = {}
+        retrieval_at_1: dict = {}
+        attribute_accuracy: dict = {}
+
+        def to_dict(self) -> dict:
+            return {}
+
+    def fake(name):
+        def train(*args, **kwargs):
+            calls[name if name != "decoder" else f"decoder-{args[0]}"] = kwargs
+            return Report()
+        return train
+
+    monkeypatch.setattr(train_encoder, "train_toy_encoder", fake("encoder"))
+    monkeypatch.setattr(train_llm, "train_toy_llm", fake("llm"))
+    monkeypatch.setattr(train_decoders, "train_toy_decoder", fake("decoder"))
+    fast, full = Recipe.fast(seed=3), Recipe(seed=3)
+    build = ToyWorldBuild(tmp_path, fast, log=lambda line: None)
+    build.encoder()
+    build.llm()
+    build.decoders()
+    assert calls["encoder"]["steps"] == 500 and calls["llm"]["steps"] == 400
+    video = calls["decoder-video"]
+    assert (video["steps"], video["vae_steps"], video["batch_size"], video["eval_count"]) == (300, 300, 4, 10)
+    assert (calls["decoder-image"]["steps"], calls["decoder-audio"]["steps"]) == (800, 300)
+    assert calls["decoder-image"]["batch_size"] is None and calls["decoder-image"]["vae_steps"] is None  # the SPECS'
+    assert all(call["seed"] == 3 for call in calls.values())
+    assert fast.stage_overrides == full.stage_overrides == {} and fast.data_size == full.data_size
+    assert fast.eval_limit == 30 and full.eval_limit is None
+
+
+def test_the_build_command_picks_the_budget(tmp_path, monkeypatch, capsys):
+    from nextgpt.cli import main
+
+    seen: list[Recipe] = []
+
+    def run(self):
+        seen.append(self.recipe)
+        return self.out / "model"
+
+    monkeypatch.setattr(ToyWorldBuild, "run", run)
+    assert main(["toyworld", "build", "--out", str(tmp_path / "a"), "--budget", "fast", "--seed", "2"]) == 0
+    assert main(["toyworld", "build", "--out", str(tmp_path / "b"), "--budget", "fast", "--eval-limit", "60"]) == 0
+    assert main(["toyworld", "build", "--out", str(tmp_path / "c"), "--quick"]) == 0
+    assert main(["toyworld", "build", "--out", str(tmp_path / "d")]) == 0
+    fast, fast60, quick, full = seen
+    assert fast.encoder_steps == Recipe.fast().encoder_steps and fast.seed == 2 and fast.eval_limit == 30
+    assert fast60.eval_limit == 60
+    assert quick.encoder_steps == Recipe.quick().encoder_steps
+    assert full.encoder_steps is None and full.eval_limit is None
+    capsys.readouterr()
+    assert main(["toyworld", "build", "--out", str(tmp_path / "e"), "--quick", "--budget", "fast"]) == 2
+    assert "--quick is --budget quick" in capsys.readouterr().err and not (tmp_path / "e").exists()
+    assert len(seen) == 4

@@ -9,6 +9,9 @@ from typing import Callable
 
 from nextgpt.cli import command
 
+BUDGETS = ("full", "fast", "quick")
+"""The recipes of ``nextgpt toyworld build --budget`` (``Recipe()``, ``Recipe.fast()``, ``Recipe.quick()``)."""
+
 
 @command("toyworld", "the synthetic toy world: its datasets (data), judges (classifiers), or the whole recipe (build)")
 def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
@@ -35,14 +38,17 @@ def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
                                "eval → OUT/model (a save_pretrained folder); finished steps are reused")
     build.add_argument("--out", required=True, help="work folder (each step writes one subfolder)")
     build.add_argument("--seed", type=int, default=0)
-    build.add_argument("--quick", action="store_true",
-                       help="a few steps of everything (seconds): checks the recipe runs, learns nothing useful")
+    build.add_argument("--budget", choices=BUDGETS, default=None,
+                       help="full: the shipped model's recipe (≈ 2 h on 2 CPU cores); fast: smaller budgets for every "
+                       "part (≈ 30 min on 2 cores, a weaker model, eval on 30 dialogues per file); quick: a few steps "
+                       "of everything (seconds), checks the recipe runs and learns nothing useful (default: full)")
+    build.add_argument("--quick", action="store_true", help="the same as --budget quick")
     build.add_argument("--judges", default=None, help="reuse judges from this folder (default: OUT/judges)")
     build.add_argument("--parts-from", default=None, metavar="MODEL",
                        help="start from the frozen parts (encoder, LLM, decoders) and judges of a toy-world model "
                        "('shipped': the package's): only the data, stages 1-3 and the eval run")
     build.add_argument("--eval-limit", type=int, default=None,
-                       help="eval dialogues per file (default: the whole held-out split)")
+                       help="eval dialogues per file (default: the whole held-out split; --budget fast: 30)")
     build.add_argument("--validation", type=int, default=None, metavar="N",
                        help="also route a validation set of the training combinations (N items per modality and "
                        "file; decoders not run) → OUT/model/eval_toyworld-validation-routing.json: compare recipes "
@@ -73,7 +79,11 @@ def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
             from nextgpt.toyworld.build import Recipe, ToyWorldBuild
 
             logging.getLogger("nextgpt.training").setLevel(logging.INFO)  # the stages' losses, as `nextgpt train`
-            recipe = Recipe.quick(args.seed) if args.quick else Recipe(seed=args.seed)
+            if args.quick and args.budget not in (None, "quick"):
+                print(f"error: --quick is --budget quick; it cannot go with --budget {args.budget}", file=sys.stderr)
+                return 2
+            budget = "quick" if args.quick else args.budget or "full"
+            recipe = {"full": Recipe, "fast": Recipe.fast, "quick": Recipe.quick}[budget](seed=args.seed)
             if args.eval_limit is not None:
                 recipe.eval_limit = args.eval_limit
             if args.validation is not None:
