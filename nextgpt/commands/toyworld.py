@@ -39,9 +39,10 @@ def _toyworld(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace],
     build.add_argument("--out", required=True, help="work folder (each step writes one subfolder)")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--budget", choices=BUDGETS, default=None,
-                       help="full: the shipped model's recipe (≈ 2 h on 2 CPU cores); fast: smaller budgets for every "
-                       "part (≈ 30 min on 2 cores, a weaker model, eval on 30 dialogues per file); quick: a few steps "
-                       "of everything (seconds), checks the recipe runs and learns nothing useful (default: full)")
+                       help="full: the shipped model's recipe (≈ 2 h on 2 CPU cores); fast: smaller budgets for the "
+                       "encoder and decoders (< 30 min on 2 cores, a weaker model, eval on 30 dialogues per file); "
+                       "quick: a few steps of everything (seconds), checks the recipe runs and learns nothing useful "
+                       "(default: full)")
     build.add_argument("--quick", action="store_true", help="the same as --budget quick")
     build.add_argument("--judges", default=None, help="reuse judges from this folder (default: OUT/judges)")
     build.add_argument("--parts-from", default=None, metavar="MODEL",
