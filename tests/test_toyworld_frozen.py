@@ -94,6 +94,19 @@ def test_encoder_learns_where_the_shape_is(tmp_path):
     assert report.probe_accuracy["image"]["train"]["colour"] >= 0.9
 
 
+def test_encoder_hears_rhythm_at_every_pitch(tmp_path):
+    """Rhythm is the time course of a tone, alike at every height on the mel axis. With the audio position codes
+    40× louder than ImageBind's (the default before), every token was mostly its place and the tower learnt rhythm
+    per (pitch, timbre): the held-out steady tones were heard as beeping (held-out rhythm 0.39 after 150 audio-only
+    steps, 0.33–0.67 after 400 on three seeds); at 6× it is 1.00 (measured at 150 and 400 steps)."""
+    from nextgpt.toyworld.train_encoder import train_toy_encoder
+
+    report = train_toy_encoder(tmp_path, seed=0, steps=150, modalities=("audio",), eval_per_modality=0,
+                               probe_renderings=160)
+    assert report.probe_accuracy["audio"]["held_out"]["rhythm"] >= 0.9
+    assert report.probe_accuracy["audio"]["held_out"]["pitch"] >= 0.9
+
+
 def test_encoder_is_deterministic_by_seed(tmp_path):
     from nextgpt.toyworld.train_encoder import train_toy_encoder
 
