@@ -11,7 +11,7 @@ import torch
 from nextgpt.training import Trainer, load_train_config, synthetic
 from nextgpt.training.config import OptimConfig
 from nextgpt.training.losses import min_snr_weights, signal_distance
-from nextgpt.training.optim import lr_factor
+from nextgpt.training.optim import build_optimizer, lr_factor, param_groups
 
 
 def test_signal_distance_is_the_mean_per_token_euclidean_norm():
@@ -39,6 +39,63 @@ def test_warmup_then_cosine_decay():
     assert lr_factor(10, 10, config) == pytest.approx(0.1)
     assert lr_factor(6, 10, OptimConfig(warmup_steps=2, schedule="linear")) == pytest.approx(0.5)
     assert not math.isnan(lr_factor(0, 1, OptimConfig()))
+
+
+def _named(**shapes: int) -> list[tuple[str, torch.nn.Parameter]]:
+    return [(name.replace("__", "."), torch.nn.Parameter(torch.zeros(n))) for name, n in shapes.items()]
+
+
+def test_lr_scale_puts_matching_parameters_in_their_own_group_first_pattern_winning():
+    named = _named(input_projectors__image=2, input_projectors__audio=3, output_projectors__image=4, lora__a=5)
+    groups = param_groups(named, 0.01, 1e-3, {"input_projectors.audio": 0.5, "input_projectors.*": 0.1})
+    by_lr = sorted((round(group["lr"], 9), sorted(p.numel() for p in group["params"])) for group in groups)
+    assert by_lr == [(1e-4, [2]), (5e-4, [3]), (1e-3, [4, 5])]
+    assert all(group["weight_decay"] == 0.01 for group in groups)
+    assert len(param_groups(named, 0.01, 1e-3)) == 1  # no lr_scale: one group at the base lr
+
+
+def test_lr_scale_keeps_masked_embedding_rows_out_of_weight_decay_and_refuses_patterns_that_match_nothing():
+    named = _named(llm__embed=4, input_projectors__image=2)
+    named[0][1]._nextgpt_row_mask = True
+    groups = param_groups(named, 0.01, 1e-3, {"llm.*": 2.0})
+    assert [(g["lr"], g["weight_decay"]) for g in groups] == [(1e-3, 0.01), (2e-3, 0.0)]  # decayed group first
+    named.append(("output_projectors.frozen", torch.nn.Parameter(torch.zeros(1), requires_grad=False)))
+    with pytest.raises(ValueError, match=r"'output_projectors\.\*'.*match no trained parameter.*input_projectors"):
+        param_groups(named, 0.01, 1e-3, {"output_projectors.*": 0.1})  # matches only a frozen parameter
+    with pytest.raises(ValueError, match="must be > 0.*trainable"):
+        OptimConfig(lr_scale={"input_projectors.*": 0.0})
+
+
+def test_lr_scale_trains_the_matching_parameters_at_the_scaled_rate_through_the_trainer(tmp_path):
+    """The trainer's optimizer holds the input projectors at lr × 0.01 and the rest at lr, and an optimizer step
+    moves them accordingly (Adam's update is about lr per weight whatever the gradient's size)."""
+    torch.set_num_threads(1)
+    data = synthetic.instruction_dialogues(tmp_path / "data", repeat=1)
+    config = load_train_config("configs/tiny/stage3.yaml", [
+        "model={preset: tiny}", f"data.train=[{data}]", f"output_dir={tmp_path / 'run'}", "max_steps=2",
+        "progress_bar=false", "log_with=[]", "optim.warmup_steps=0", "optim.weight_decay=0", "optim.grad_clip=null",
+        "optim.schedule=constant", "data.batch_size=8", 'optim.lr_scale={"input_projectors.*": 0.01}'])
+    snapshots: list[dict[str, torch.Tensor]] = []
+    lrs: dict[str, float] = {}
+
+    def record(trainer: Trainer, step: int) -> None:
+        named = [(n, p) for n, p in trainer.pipe.model.named_parameters() if p.requires_grad]
+        snapshots.append({n: p.detach().clone() for n, p in named if "projectors." in n})
+        group_of = {id(p): g["lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
+        lrs.update({n: group_of[id(p)] for n, p in named})
+
+    trainer = Trainer(config, callbacks=[record])
+    trainer.train()
+    base = config.optim.lr
+    assert {round(lr / base, 6) for n, lr in lrs.items() if n.startswith("input_projectors.")} == {0.01}
+    assert {round(lr / base, 6) for n, lr in lrs.items() if not n.startswith("input_projectors.")} == {1.0}
+    assert [h["train/lr"] for h in trainer.history] == [pytest.approx(base)] * 2
+    moved = {"input": [], "output": []}
+    for name, after in snapshots[1].items():
+        change = (after - snapshots[0][name]).abs()
+        moved[name.split("_")[0]].append(change[change > 0])
+    ratio = torch.cat(moved["input"]).median() / torch.cat(moved["output"]).median()
+    assert 0.003 < ratio < 0.03, ratio  # 1 without lr_scale
 
 
 def test_denoising_loss_trains_through_the_frozen_unet(tmp_path):

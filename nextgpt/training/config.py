@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nextgpt.config import LoRAConfig
 
@@ -69,6 +69,19 @@ class OptimConfig(_Strict):
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="final lr as a fraction of lr")
     grad_clip: float | None = Field(1.0, gt=0, description="max gradient norm (None: no clipping)")
+    lr_scale: dict[str, float] = Field(default_factory=dict, description="glob pattern over the trained "
+                                       "parameters' names (as in 'trainable') → multiplier of lr, e.g. "
+                                       "{'input_projectors.*': 0.1}; the first matching pattern wins, every "
+                                       "pattern must match a trained parameter")
+
+    @field_validator("lr_scale")
+    @classmethod
+    def _positive_scales(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {pattern: scale for pattern, scale in value.items() if not scale > 0}
+        if bad:
+            raise ValueError(f"lr_scale multipliers must be > 0, got {bad}; to keep parameters fixed, leave them "
+                             "out of 'trainable'")
+        return value
 
 
 class DenoiseConfig(_Strict):

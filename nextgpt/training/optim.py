@@ -1,7 +1,9 @@
 """Optimizer (Adam/AdamW with the NExT-GPT defaults) and the warmup-then-decay learning-rate schedule."""
 from __future__ import annotations
 
+import fnmatch
 import math
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -9,22 +11,45 @@ from torch import nn
 from .config import OptimConfig
 
 
-def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
-    """Trainable parameters; embedding tables trained by row mask get no weight decay (so frozen rows stay
-    exactly unchanged)."""
-    decayed, plain = [], []
-    for parameter in module.parameters():
-        if parameter.requires_grad:
-            (plain if getattr(parameter, "_nextgpt_row_mask", False) else decayed).append(parameter)
-    groups = [{"params": decayed, "weight_decay": weight_decay}]
-    if plain:
-        groups.append({"params": plain, "weight_decay": 0.0})
-    return groups
+def param_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], weight_decay: float,
+                 lr: float, lr_scale: dict[str, float] | None = None) -> list[dict]:
+    """The trainable parameters in optimizer groups: one per (lr multiplier, weight decay). Embedding tables
+    trained by row mask get no weight decay (so frozen rows stay exactly unchanged); ``lr_scale`` maps glob
+    patterns over the names to a multiplier of ``lr`` (the first matching pattern wins, default 1).
+
+    Raises:
+        ValueError: an ``lr_scale`` pattern matches no trainable parameter (a typo would silently train at the
+            base lr), naming the pattern and the trained names it could have meant.
+    """
+    lr_scale = lr_scale or {}
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
+    matched: set[str] = set()
+    trained: list[str] = []
+    for name, parameter in named_parameters:
+        if not parameter.requires_grad:
+            continue
+        trained.append(name)
+        pattern = next((p for p in lr_scale if fnmatch.fnmatchcase(name, p)), None)
+        if pattern is not None:
+            matched.add(pattern)
+        scale = lr_scale[pattern] if pattern is not None else 1.0
+        decayed = not getattr(parameter, "_nextgpt_row_mask", False)
+        groups.setdefault((scale, decayed), []).append(parameter)
+    unmatched = [p for p in lr_scale if p not in matched]
+    if unmatched and trained:
+        prefixes = sorted({".".join(n.split(".")[:2]) for n in trained})
+        raise ValueError(f"optim.lr_scale pattern(s) {unmatched} match no trained parameter; the trained "
+                         f"parameters' names start with {prefixes[:12]} (patterns are matched like 'trainable', "
+                         "e.g. 'input_projectors.*')")
+    order = sorted(groups, key=lambda key: not key[1])  # decayed groups first, as checkpoints before lr_scale
+    return [{"params": groups[key], "weight_decay": weight_decay if key[1] else 0.0, "lr": lr * key[0]}
+            for key in order]
 
 
-def build_optimizer(module: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:
-    groups = param_groups(module, config.weight_decay)
-    if not any(group["params"] for group in groups):
+def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:
+    """Adam/AdamW over ``model``'s trainable parameters (names as ``model.named_parameters()`` gives them)."""
+    groups = param_groups(model.named_parameters(), config.weight_decay, config.lr, config.lr_scale)
+    if not groups:
         raise ValueError("no trainable parameters: check the 'trainable' patterns of the training config")
     cls = torch.optim.AdamW if config.name == "adamw" else torch.optim.Adam
     return cls(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps)

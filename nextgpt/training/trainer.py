@@ -123,7 +123,7 @@ class Trainer:
                                  config.data.batch_size, collate_fn=collate,
                                  generator=torch.Generator().manual_seed(config.seed)) if evals else None
         self.module = TrainingModule(model, config.loss.signal_scale)
-        self.optimizer = build_optimizer(self.module, config.optim)
+        self.optimizer = build_optimizer(model, config.optim)  # names as 'trainable' matches them
         self.module, self.optimizer, self.loader = accelerator.prepare(self.module, self.optimizer, loader)
         self.eval_loader = accelerator.prepare(eval_loader) if eval_loader is not None else None
         per_epoch = math.ceil(len(self.loader) / config.gradient_accumulation_steps)
@@ -267,7 +267,8 @@ class Trainer:
             if all(n == keys for n in names):
                 running = dict(zip(keys, self.accelerator.reduce(local, reduction="mean").tolist()))
         values = {f"train/{k}": v for k, v in running.items()}
-        values["train/lr"] = self.scheduler.get_last_lr()[0]
+        # The base lr (groups scaled by optim.lr_scale run at a multiple of it).
+        values["train/lr"] = self.config.optim.lr * self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
         self.history.append({"step": self.step, **values})
         if self.step % self.config.log_every == 0 or self.step == self.total_steps:
             self.accelerator.log(values, step=self.step)
