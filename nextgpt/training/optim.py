@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .config import OptimConfig
+from .trainables import name_prefixes
 
 
 def param_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], weight_decay: float,
@@ -37,10 +38,9 @@ def param_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], weight_de
         groups.setdefault((scale, decayed), []).append(parameter)
     unmatched = [p for p in lr_scale if p not in matched]
     if unmatched and trained:
-        prefixes = sorted({".".join(n.split(".")[:2]) for n in trained})
         raise ValueError(f"optim.lr_scale pattern(s) {unmatched} match no trained parameter; the trained "
-                         f"parameters' names start with {prefixes[:12]} (patterns are matched like 'trainable', "
-                         "e.g. 'input_projectors.*')")
+                         f"parameters' names start with {name_prefixes(trained)} (patterns are matched like "
+                         "'trainable', e.g. 'input_projectors.*')")
     order = sorted(groups, key=lambda key: not key[1])  # decayed groups first, as checkpoints before lr_scale
     return [{"params": groups[key], "weight_decay": weight_decay if key[1] else 0.0, "lr": lr * key[0]}
             for key in order]

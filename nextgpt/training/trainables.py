@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,11 @@ class TrainableReport:
     total: int
 
 
+def name_prefixes(names: Iterable[str], limit: int = 12) -> list[str]:
+    """The distinct first two dotted parts of parameter names (for error messages about glob patterns)."""
+    return sorted({".".join(name.split(".")[:2]) for name in names})[:limit]
+
+
 def select_trainable(model: nn.Module, patterns: list[str], train_token_rows: bool = False) -> TrainableReport:
     """Freeze everything, then unfreeze the parameters matching ``patterns`` (and the added-token rows).
 
@@ -32,9 +38,8 @@ def select_trainable(model: nn.Module, patterns: list[str], train_token_rows: bo
     for pattern in patterns:
         matches = [name for name in named if fnmatch.fnmatchcase(name, pattern)]
         if not matches:
-            prefixes = sorted({".".join(n.split(".")[:2]) for n in named})
             raise ValueError(f"trainable pattern {pattern!r} matches no parameter; parameter names start with "
-                             f"{prefixes[:12]} (e.g. 'input_projectors.*', 'output_projectors.*', '*lora_*')")
+                             f"{name_prefixes(named)} (e.g. 'input_projectors.*', 'output_projectors.*', '*lora_*')")
         frozen = [name for name in matches if name.startswith("encoder.")]
         if frozen:
             raise ValueError(f"trainable pattern {pattern!r} matches the frozen encoder ({frozen[0]}, ...); the "
