@@ -212,12 +212,50 @@ def test_the_fast_recipe_gives_every_part_its_budget(tmp_path, monkeypatch):
     build.decoders()
     assert calls["encoder"]["steps"] == 500 and "steps" not in calls["llm"]  # the LLM of the full recipe
     video = calls["decoder-video"]
-    assert (video["steps"], video["vae_steps"], video["batch_size"], video["eval_count"]) == (300, 300, 4, 10)
-    assert (calls["decoder-image"]["steps"], calls["decoder-audio"]["steps"]) == (800, 300)
+    assert (video["steps"], video["vae_steps"], video["batch_size"], video["eval_count"]) == (60, 100, 4, 10)
+    assert (calls["decoder-image"]["steps"], calls["decoder-audio"]["steps"]) == (800, 100)
     assert calls["decoder-image"]["batch_size"] is None and calls["decoder-image"]["vae_steps"] is None  # the SPECS'
     assert all(call["seed"] == 3 for call in calls.values())
     assert fast.stage_overrides == full.stage_overrides == {} and fast.data_size == full.data_size
     assert fast.eval_limit == 30 and full.eval_limit is None
+    assert build.part_order()[0] == "llm" and ToyWorldBuild(tmp_path, full).part_order() == build.PARALLEL_STEPS
+
+
+def test_the_worker_processes_take_the_parts_up_in_the_recipes_order(tmp_path, monkeypatch):
+    """``Recipe.part_order`` is the order the pool is handed the parts (the LLM first in the fast recipe, so the
+    other parts fill the second process beside it); an order that leaves a step out or repeats one is refused
+    before any step runs."""
+    import concurrent.futures
+
+    from nextgpt.toyworld import build as build_module
+
+    submitted: list[str] = []
+
+    class Pool:
+        def __init__(self, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, function, out, recipe, judges, name):
+            submitted.append(name)
+            future = concurrent.futures.Future()
+            future.set_result(None)
+            return future
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Pool)
+    build = ToyWorldBuild(tmp_path, Recipe.fast(), log=lambda line: None)
+    assert build._parts_in_parallel() == set(build.PARALLEL_STEPS)
+    assert submitted == list(Recipe.fast().part_order) and submitted[0] == "llm"
+    for order in (("llm", "encoder"), (*build_module.ToyWorldBuild.PARALLEL_STEPS, "llm")):
+        bad = ToyWorldBuild(tmp_path / "bad", Recipe(jobs=2, part_order=order), log=lambda line: None)
+        with pytest.raises(ValueError, match="part_order must list each of .* exactly once"):
+            bad.run()
+        assert not (tmp_path / "bad").exists()  # refused before the judges (the first step) wrote anything
 
 
 def test_the_build_command_picks_the_budget(tmp_path, monkeypatch, capsys):
