@@ -608,7 +608,7 @@ class ToyWorldBuild:
         self.judges()  # before the parts: the decoders' own evaluations read the judges
         ran = self._parts_in_parallel()
         for name in self.part_order() if parallel else ("encoder", "llm", "decoder-image", "decoder-video",
-                                                          "decoder-audio"):
+                                                        "decoder-audio"):
             self.part(name)
             if name in ran:  # trained just now by a worker process
                 self.records[-1].reused = False
