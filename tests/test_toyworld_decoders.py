@@ -77,16 +77,18 @@ def test_video_decoder_shapes(tmp_path):
     assert media[0].data.shape == (8, 32, 32, 3) and media[0].rate == 8
 
 
-def test_harmonic_vocoder_inverts_harmonic_frames():
+@pytest.mark.parametrize("layout,width", [("linear", 72), ("log", 116)])
+def test_harmonic_vocoder_inverts_harmonic_frames(layout, width):
     import torch
 
     from nextgpt.decoders.components import build_component
+    from nextgpt.toyworld.train_decoders import harmonic_vocoder_config
 
-    vocoder = build_component(HARMONIC_VOCODER)
-    set_harmonic_vocoder(vocoder)
+    vocoder = build_component(harmonic_vocoder_config(layout=layout))
+    set_harmonic_vocoder(vocoder, layout=layout)
     tone = render(Meaning.from_key("audio:middle-square-steady"))
-    frames = harmonic_frames(tone)
-    assert frames.shape == (20, 72)
+    frames = harmonic_frames(tone, layout=layout)
+    assert frames.shape == (20, width)
     with torch.no_grad():
         audio = vocoder(torch.from_numpy(frames)[None])[0].numpy()
     inner = slice(800, -800)  # the first and last half-hop have only one window
@@ -119,16 +121,59 @@ def test_dead_zone_silences_small_coefficients_and_keeps_the_tone():
 
     vocoder = build_component(harmonic_vocoder_config(dead_zone=0.1))
     set_harmonic_vocoder(vocoder, power=1.0, dead_zone=0.1)
-    noise = 0.09 * (2 * torch.rand(1, 20, 72, generator=torch.Generator().manual_seed(0)) - 1)  # |noise| < 0.1
+    noise = 0.09 * (2 * torch.rand(1, 20, 116, generator=torch.Generator().manual_seed(0)) - 1)  # |noise| < 0.1
     tone = render(Meaning.from_key("audio:low-sine-steady"))
     frames = torch.from_numpy(harmonic_frames(tone, 1.0))[None]
     with torch.no_grad():
         silent, played = vocoder(noise)[0].numpy(), vocoder(frames + noise)[0].numpy()
     assert np.abs(silent).max() == 0.0
     inner = slice(800, -800)
-    assert np.abs(played - tone)[inner].mean() < 0.1 * np.abs(tone)[inner].mean()
+    # the tone's one coefficient (2.0 in frame units) loses the threshold (0.1) and carries up to ±0.09 of noise
+    assert np.abs(played - tone)[inner].mean() < 0.12 * np.abs(tone)[inner].mean()
     with pytest.raises(ValueError, match="dead_zone=False"):
         set_harmonic_vocoder(vocoder, dead_zone=0.0)  # a threshold of 0 needs the plain layout
+
+
+def test_the_default_vocoder_reads_the_default_layout():
+    from nextgpt.toyworld.train_decoders import FRAME_LAYOUT, frame_layout
+
+    assert HARMONIC_VOCODER["config"]["model_in_dim"] == frame_layout()[2] == harmonic_frames(
+        render(Meaning.from_key("audio:low-sine-steady"))).shape[1]
+    assert FRAME_LAYOUT == "log"
+
+
+@pytest.mark.parametrize("timbre", ["sine", "square", "sawtooth"])
+def test_log_frames_of_a_tone_an_octave_up_are_the_same_pattern_shifted(timbre):
+    """What the log layout is for: pitch is a shift along the frame, so a convolution can draw a timbre at any pitch."""
+    from nextgpt.toyworld.train_decoders import LOG_BINS_PER_OCTAVE, LOG_MARGIN, frame_layout
+
+    _, columns, width = frame_layout("log")
+    assert len(set(columns.tolist())) == len(columns) and width % 4 == 0  # one column per harmonic
+    assert columns.min() == LOG_MARGIN and width - 1 - columns.max() >= LOG_MARGIN  # no partial in an edge column
+    for low, high in (("low", "middle"), ("middle", "high")):
+        lower = harmonic_frames(render(Meaning.from_key(f"audio:{low}-{timbre}-steady")), layout="log")
+        upper = harmonic_frames(render(Meaning.from_key(f"audio:{high}-{timbre}-steady")), layout="log")
+        shifted = np.zeros_like(lower)
+        shifted[:, LOG_BINS_PER_OCTAVE:] = lower[:, :-LOG_BINS_PER_OCTAVE]
+        played = np.abs(upper) > 0.05 * np.abs(upper).max()
+        # the partials an octave up sit exactly where the lower tone's partials land, shifted by one octave
+        assert played.any() and np.array_equal(played, played & (np.abs(shifted) > 0.05 * np.abs(shifted).max()))
+        # and the tone has its partials there, not elsewhere: the linear layout does not shift this way
+        linear_low = harmonic_frames(render(Meaning.from_key(f"audio:{low}-{timbre}-steady")), layout="linear")
+        linear_high = harmonic_frames(render(Meaning.from_key(f"audio:{high}-{timbre}-steady")), layout="linear")
+        if timbre != "sine":
+            assert not any(np.allclose(np.roll(linear_low, s, axis=1), linear_high, atol=0.05) for s in range(1, 72))
+
+
+def test_a_frame_layout_that_does_not_fit_is_refused():
+    from nextgpt.decoders.components import build_component
+    from nextgpt.toyworld.train_decoders import frame_layout, harmonic_vocoder_config
+
+    with pytest.raises(ValueError, match="unknown frame layout 'mel'.*linear"):
+        frame_layout("mel")
+    vocoder = build_component(harmonic_vocoder_config(layout="linear"))
+    with pytest.raises(ValueError, match="reads frames 72 wide, the 'log' layout writes 116"):
+        set_harmonic_vocoder(vocoder, layout="log")
 
 
 def test_audio_decoder_shapes(tmp_path):
@@ -218,3 +263,24 @@ def test_attribute_loss_skips_empty_captions():
     one = _attribute_loss(heads, conditions, batch, ["a small red circle on the left", ""])
     only = _attribute_loss(heads, conditions[:1], batch[:1], ["a small red circle on the left"])
     assert torch.isfinite(one) and torch.allclose(one, only)  # the empty caption adds nothing
+
+
+def test_a_decoder_made_for_another_frame_layout_is_refused(tmp_path, monkeypatch):
+    """The shipped audio decoder was trained on linear frames: measuring or reusing it in the log layout would feed
+    its VAE frames it never saw, so both are refused, naming the layout to set."""
+    from pathlib import Path
+
+    from nextgpt.config import DecoderConfig
+    from nextgpt.toyworld import train_decoders
+    from nextgpt.toyworld.train_decoders import vae_round_trip_accuracy
+
+    shipped = Path(train_decoders.__file__).parent.parent / "assets" / "toyworld" / "decoders" / "audio"
+    pipeline = build_decoder("audio", DecoderConfig(kind="audioldm", path=str(shipped), condition_tokens=1,
+                                                    condition_dim=32)).pipeline
+    with pytest.raises(ValueError, match=r"72 wide \(the 'linear' layout\).*'log' layout, 116 wide.*FRAME_LAYOUT"):
+        vae_round_trip_accuracy(pipeline, "audio", _EveryoneSaysRed(), count=2)
+    with pytest.raises(ValueError, match=r"the decoder in .*72 wide"):
+        train_toy_decoder("audio", tmp_path, steps=1, batch_size=2, eval_count=0, vae_from=shipped)
+    monkeypatch.setattr(train_decoders, "FRAME_LAYOUT", "linear")
+    accuracy = vae_round_trip_accuracy(pipeline, "audio", _EveryoneSaysRed(), count=2)  # its own layout: measured
+    assert set(accuracy) == {*attribute_space("audio"), "all"}

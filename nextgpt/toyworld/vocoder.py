@@ -1,8 +1,9 @@
 """The toy audio decoder's fixed vocoder: a ``SpeechT5HifiGan`` whose weights are *set* to invert harmonic frames.
 
-Harmonic frames (``train_decoders.harmonic_frames``): per 50 ms hop, the cosine/sine coefficients of the 36
-harmonics of 220 Hz. Synthesis is overlap-add of Hann-windowed sinusoids — a transposed convolution with stride
-``HOP`` and kernel ``2·HOP``. Done in one layer that is a ``[2·C, C, 1600]`` weight (16–66 MB); here it is done
+Harmonic frames (``train_decoders.harmonic_frames``): per 50 ms hop, coefficients of the 36 harmonics of 220 Hz,
+each in a column of the frame (``conv_pre`` gathers them: the log-frequency layout leaves columns between
+harmonics that are not played). Synthesis is overlap-add of Hann-windowed sinusoids — a transposed convolution with
+stride ``HOP`` and kernel ``2·HOP``. Done in one layer that is a ``[2·C, C, 1600]`` weight (16–66 MB); here it is done
 **polyphase** in two layers that HiFi-GAN already has, 0.8 MB in all:
 
 1. ``upsampler[0]`` (stride ``HOP / P``, kernel ``2·HOP / P``) writes the ``P`` polyphase components of the
@@ -31,17 +32,21 @@ PHASES = 40
 """Polyphase components (divides the hop of 800 samples; 2·40 = 80 channels ≥ the 72 frame coefficients)."""
 
 
-def polyphase_vocoder_config(harmonics: int, hop: int, sample_rate: int, *, dead_zone: bool = False
-                              ) -> dict[str, Any]:
-    """The ``SpeechT5HifiGan`` config (``{"class", "config"}`` as the decoder architectures hold it); with
-    ``dead_zone`` the layout that soft-thresholds the coefficients (twice the channels, ReLU activations)."""
-    if hop % PHASES or 2 * PHASES < 2 * harmonics:
-        raise ValueError(f"the polyphase vocoder needs hop % {PHASES} == 0 and ≤ {PHASES} harmonics; "
-                         f"got hop={hop}, harmonics={harmonics}")
+def polyphase_vocoder_config(coefficients: int, hop: int, sample_rate: int, *, dead_zone: bool = False,
+                              model_in_dim: int | None = None) -> dict[str, Any]:
+    """The ``SpeechT5HifiGan`` config (``{"class", "config"}`` as the decoder architectures hold it) for frames of
+    ``coefficients`` synthesis coefficients laid out in ``model_in_dim`` columns (default: one column each; wider
+    frames leave columns the vocoder does not read); with ``dead_zone`` the layout that soft-thresholds the
+    coefficients (twice the channels, ReLU activations)."""
+    model_in_dim = coefficients if model_in_dim is None else model_in_dim
+    if hop % PHASES or coefficients > 2 * PHASES or model_in_dim < coefficients:
+        raise ValueError(f"the polyphase vocoder needs hop % {PHASES} == 0, ≤ {2 * PHASES} coefficients and at "
+                         f"least as many frame columns; got hop={hop}, coefficients={coefficients}, "
+                         f"model_in_dim={model_in_dim}")
     return {
         "class": "SpeechT5HifiGan",
         "config": {
-            "model_in_dim": 2 * harmonics,
+            "model_in_dim": model_in_dim,
             "sampling_rate": sample_rate,
             "upsample_initial_channel": (4 if dead_zone else 2) * PHASES,
             "upsample_rates": [hop // PHASES, PHASES],
@@ -56,16 +61,24 @@ def polyphase_vocoder_config(harmonics: int, hop: int, sample_rate: int, *, dead
 
 
 def set_polyphase_vocoder(vocoder: torch.nn.Module, kernels: np.ndarray, hop: int, frame_scale: float | np.ndarray,
-                          threshold: float = 0.0) -> None:
+                          threshold: float = 0.0, columns: np.ndarray | None = None) -> None:
     """Set ``vocoder`` (built from :func:`polyphase_vocoder_config`) to overlap-add ``kernels``
-    (``[2·harmonics, 2·hop]``: the synthesis window × basis of each coefficient) of frames scaled by
-    ``frame_scale`` (one factor, or one per coefficient); a ``threshold`` > 0 (frame units, before the scale is
-    undone) soft-thresholds every coefficient first and needs the ``dead_zone`` layout. Gradients off.
+    (``[coefficients, 2·hop]``: the synthesis window × basis of each coefficient) of frames scaled by
+    ``frame_scale`` (one factor, or one per coefficient), coefficient ``c`` read from frame column ``columns[c]``
+    (default: column ``c``); a ``threshold`` > 0 (frame units, before the scale is undone) soft-thresholds every
+    coefficient first and needs the ``dead_zone`` layout. Gradients off.
 
     Raises:
-        ValueError: a threshold for a vocoder without the dead-zone layout, or the other way round.
+        ValueError: a threshold for a vocoder without the dead-zone layout, or the other way round; columns that
+            are not one distinct frame column per coefficient.
     """
     coefficients, span = kernels.shape
+    columns = np.arange(coefficients) if columns is None else np.asarray(columns)
+    width = vocoder.config.model_in_dim
+    if columns.shape != (coefficients,) or len(set(columns.tolist())) != coefficients or not (
+            0 <= columns.min() and columns.max() < width):
+        raise ValueError(f"columns must name a distinct frame column (0..{width - 1}) for each of the "
+                         f"{coefficients} coefficients; got {columns.tolist()}")
     stride = hop // PHASES
     dead_zone = vocoder.config.leaky_relu_slope == 0.0
     if dead_zone != (threshold > 0):
@@ -80,11 +93,13 @@ def set_polyphase_vocoder(vocoder: torch.nn.Module, kernels: np.ndarray, hop: in
             parameter.zero_()
         first, second = vocoder.upsampler
         assert first.stride[0] == stride and second.stride[0] == PHASES, "build it with polyphase_vocoder_config"
-        eye, phases = torch.eye(coefficients), torch.arange(PHASES)
+        phases = torch.arange(PHASES)
+        gather = torch.zeros(coefficients, width)  # coefficient c ← frame column columns[c]
+        gather[torch.arange(coefficients), torch.from_numpy(columns).long()] = 1.0
         if dead_zone:  # channels c and C + c: relu(x − t), relu(−x − t); their difference is x soft-thresholded
             polyphase = (polyphase / scale[:, None, None]).float()  # the threshold is in frame units: unscale after
-            vocoder.conv_pre.weight[:coefficients, :, 3] = eye
-            vocoder.conv_pre.weight[coefficients:2 * coefficients, :, 3] = -eye
+            vocoder.conv_pre.weight[:coefficients, :, 3] = gather
+            vocoder.conv_pre.weight[coefficients:2 * coefficients, :, 3] = -gather
             vocoder.conv_pre.bias[:2 * coefficients] = -threshold
             first.weight[:coefficients, :PHASES] = polyphase
             first.weight[coefficients:2 * coefficients, :PHASES] = -polyphase
@@ -95,7 +110,7 @@ def set_polyphase_vocoder(vocoder: torch.nn.Module, kernels: np.ndarray, hop: in
             second.weight[phases, 1, phases] = -1.0
             second.weight[PHASES + phases, 1, phases] = 1.0
         else:
-            vocoder.conv_pre.weight[:coefficients, :, 3] = torch.diag(1 / scale).float()
+            vocoder.conv_pre.weight[:coefficients, :, 3] = (gather / scale[:, None]).float()
             first.weight[:coefficients] = polyphase.float()
             second.weight[phases, 0, phases] = 1.0
             second.weight[phases, 1, phases] = -1.0
