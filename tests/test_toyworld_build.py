@@ -213,7 +213,8 @@ def test_the_fast_recipe_gives_every_part_its_budget(tmp_path, monkeypatch):
     assert calls["encoder"]["steps"] == 500 and "steps" not in calls["llm"]  # the LLM of the full recipe
     video = calls["decoder-video"]
     assert (video["steps"], video["vae_steps"], video["batch_size"], video["eval_count"]) == (60, 100, 4, 10)
-    assert (calls["decoder-image"]["steps"], calls["decoder-audio"]["steps"]) == (800, 100)
+    assert (calls["decoder-image"]["steps"], calls["decoder-audio"]["steps"]) == (800, 70)
+    assert calls["decoder-audio"]["vae_steps"] == 60
     assert calls["decoder-image"]["batch_size"] is None and calls["decoder-image"]["vae_steps"] is None  # the SPECS'
     assert all(call["seed"] == 3 for call in calls.values())
     assert fast.stage_overrides == full.stage_overrides == {} and fast.data_size == full.data_size
