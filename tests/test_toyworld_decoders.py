@@ -266,21 +266,22 @@ def test_attribute_loss_skips_empty_captions():
 
 
 def test_a_decoder_made_for_another_frame_layout_is_refused(tmp_path, monkeypatch):
-    """The shipped audio decoder was trained on linear frames: measuring or reusing it in the log layout would feed
-    its VAE frames it never saw, so both are refused, naming the layout to set."""
-    from pathlib import Path
-
-    from nextgpt.config import DecoderConfig
+    """A decoder trained on linear frames (as the ones shipped before the log layout were): measuring or reusing it
+    in the log layout would feed its VAE frames it never saw, so both are refused, naming the layout to set."""
     from nextgpt.toyworld import train_decoders
     from nextgpt.toyworld.train_decoders import vae_round_trip_accuracy
 
-    shipped = Path(train_decoders.__file__).parent.parent / "assets" / "toyworld" / "decoders" / "audio"
-    pipeline = build_decoder("audio", DecoderConfig(kind="audioldm", path=str(shipped), condition_tokens=1,
-                                                    condition_dim=32)).pipeline
+    monkeypatch.setattr(train_decoders, "FRAME_LAYOUT", "linear")
+    linear = train_toy_decoder("audio", tmp_path / "linear", steps=1, vae_steps=1, batch_size=2, eval_count=0)
+    assert linear.recipe["frame_layout"] == "linear"  # recorded in decoder.json
+    pipeline = build_decoder("audio", linear.config).pipeline
+    assert pipeline.vocoder.config.model_in_dim == 72
+    monkeypatch.setattr(train_decoders, "FRAME_LAYOUT", "log")
     with pytest.raises(ValueError, match=r"72 wide \(the 'linear' layout\).*'log' layout, 116 wide.*FRAME_LAYOUT"):
         vae_round_trip_accuracy(pipeline, "audio", _EveryoneSaysRed(), count=2)
     with pytest.raises(ValueError, match=r"the decoder in .*72 wide"):
-        train_toy_decoder("audio", tmp_path, steps=1, batch_size=2, eval_count=0, vae_from=shipped)
+        train_toy_decoder("audio", tmp_path / "again", steps=1, batch_size=2, eval_count=0,
+                          vae_from=tmp_path / "linear")
     monkeypatch.setattr(train_decoders, "FRAME_LAYOUT", "linear")
     accuracy = vae_round_trip_accuracy(pipeline, "audio", _EveryoneSaysRed(), count=2)  # its own layout: measured
     assert set(accuracy) == {*attribute_space("audio"), "all"}
