@@ -102,14 +102,15 @@ def harmonic_weights(power: float | None = None) -> np.ndarray:
 FRAME_LAYOUTS = ("linear", "log")
 FRAME_LAYOUT = "log"
 """Where the coefficients sit in a frame. ``linear``: the 36 cosines, then the 36 sines, ``[20, 72]``. ``log``: the
-sine coefficient of harmonic *k* in column ``round(LOG_BINS_PER_OCTAVE · log2 k)``, the columns between harmonics
-empty, ``[20, 116]`` — a log-frequency axis, as a mel spectrogram has, on which a tone an octave up is the same
-pattern shifted by ``LOG_BINS_PER_OCTAVE`` columns, so that the convolutions of the VAE and UNet can draw a timbre
-learnt at one pitch at another (the toy pitches are octaves apart). Sines only: training tones start at phase 0
-(:data:`FIXED_PHASE`), so their cosine coefficients are zero. Measured (2000 UNet steps, seed 0, 60 held-out
+sine coefficient of harmonic *k* in column ``LOG_MARGIN + round(LOG_BINS_PER_OCTAVE · log2 k)``, the columns
+between harmonics empty, ``[20, 116]`` — a log-frequency axis, as a mel spectrogram has, on which a tone an octave
+up is the same pattern shifted by ``LOG_BINS_PER_OCTAVE`` columns, so that the convolutions of the VAE and UNet can
+draw a timbre learnt at one pitch at another (the toy pitches are octaves apart). Sines only: training tones start
+at phase 0 (:data:`FIXED_PHASE`), so their cosine coefficients are zero. Measured (2000 UNet steps, seed 0, 60 held-out
 generations from true captions): linear all 0.30 (timbre 0.38: the held-out middle square drawn as a sawtooth every
 time), log **0.57** (timbre 0.73; the middle square and the high sine right 17 of 20 each, the low beeping
-sawtooth still never); VAE round trip 0.80 → 0.85. A UNet step costs ≈ 1.4× (the frames are 116 wide, not 72).
+sawtooth still never); VAE round trip 0.80 → 0.85. A step costs ≈ 1.45× for the UNet and ≈ 1.6× for the VAE (the
+frames are 116 wide, not 72).
 The shipped decoders before this layout were trained on ``linear`` frames."""
 
 LOG_BINS_PER_OCTAVE = 21
