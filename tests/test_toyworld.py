@@ -138,6 +138,25 @@ def test_audio_pitch_by_fft_and_timbre_by_harmonics(pitch, timbre):
     assert (third > 0.2) == (timbre != "sine")
 
 
+def test_beep_fades_ramp_the_switches_and_change_nothing_else():
+    from nextgpt.toyworld.render import BEEP_SECONDS, render_audio
+
+    beeping = Meaning.from_key("audio:middle-square-beeping")
+    hard = render_audio(beeping, np.random.default_rng(3))
+    assert np.array_equal(hard, render_audio(beeping, np.random.default_rng(3), fade_seconds=0.0))
+    assert np.array_equal(hard, render(beeping, np.random.default_rng(3)))  # the world's renderings switch at once
+    faded = render_audio(beeping, np.random.default_rng(3), fade_seconds=0.01)
+    steady = render_audio(Meaning.from_key("audio:middle-square-steady"), np.random.default_rng(3))
+    changed = np.abs(faded - hard) > 1e-6
+    assert 0.03 < changed.mean() < 0.1  # only around the ≈ 8 switches, 10 ms each
+    assert np.all(np.abs(faded) <= np.abs(steady) + 1e-6)  # a fade only scales the tone down, never adds to it
+    assert np.array_equal(steady, render_audio(Meaning.from_key("audio:middle-square-steady"),
+                                               np.random.default_rng(3), fade_seconds=0.01))
+    for bad in (-0.001, BEEP_SECONDS):
+        with pytest.raises(ValueError, match="fade_seconds must be in"):
+            render_audio(beeping, fade_seconds=bad)
+
+
 def test_audio_rhythm_beeps_and_video_moves_in_its_direction():
     beeping = render(Meaning("audio", ("middle", "sine", "beeping")))
     frames = np.abs(beeping).reshape(40, -1).max(1)

@@ -1,7 +1,8 @@
 """Attribute classifiers that judge media: one small network per modality with one head per attribute.
 
 They are trained only on the world's ground-truth renderings (jittered, plus noise and brightness
-augmentation), never on generated media, and saved as ``{modality}.safetensors`` + ``classifiers.json``.
+augmentation; beeps with faded edges, :data:`AUDIO_FADE_SECONDS`), never on generated media, and saved as
+``{modality}.safetensors`` + ``classifiers.json``.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from .features import AUDIO_FEATURES, features
-from .render import VIDEO_FRAMES, render
+from .render import VIDEO_FRAMES, render, render_audio
 from .world import MODALITIES, Meaning, all_meanings, attribute_space
 
 logger = logging.getLogger(__name__)
@@ -87,12 +88,28 @@ def _augment(batch: torch.Tensor, modality: str, generator: torch.Generator) -> 
     return (batch * gain + noise).clamp(0, 1)
 
 
-def rendered_set(modality: str, count: int, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+AUDIO_FADE_SECONDS = 0.02
+"""The judges' audio training renderings ramp each beep's edges over a random 0–20 ms (``render_audio``'s
+``fade_seconds``). Judges trained on the world's hard-switched beeps only read timbre from the splatter of the switch:
+they heard ground-truth beeping square tones with 10 ms fades as sines (middle and high: 0 of 10 each; all beeping
+tones 70 of 90, against 90 of 90 with hard switches), and so did every beeping square the toy audio decoder made
+(its vocoder plays clean partials)."""
+
+
+def _rendering(modality: str, meaning: Meaning, rng: np.random.Generator, fades: bool) -> np.ndarray:
+    if modality == "audio" and fades:
+        return render_audio(meaning, rng, fade_seconds=float(rng.uniform(0, AUDIO_FADE_SECONDS)))
+    return render(meaning, rng)
+
+
+def rendered_set(modality: str, count: int, rng: np.random.Generator, *, fades: bool = False,
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``count`` jittered renderings of random combinations (all combinations, held-out ones included: the
-    judges must know every meaning) as classifier inputs and per-attribute label indices."""
+    judges must know every meaning) as classifier inputs and per-attribute label indices; ``fades``: audio beeps
+    with random faded edges (:data:`AUDIO_FADE_SECONDS`) instead of the world's hard switches."""
     meanings = all_meanings(modality)
     chosen = [meanings[i] for i in rng.integers(0, len(meanings), size=count)]
-    inputs = np.stack([features(modality, render(m, rng)) for m in chosen])
+    inputs = np.stack([features(modality, _rendering(modality, m, rng, fades)) for m in chosen])
     labels = {name: torch.tensor([values.index(m[name]) for m in chosen]) for name, values in
               attribute_space(modality).items()}
     return torch.from_numpy(inputs), labels
@@ -124,7 +141,7 @@ def train_classifier(modality: str, *, train_size: int | None = None, test_size:
     start = time.perf_counter()
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    inputs, labels = rendered_set(modality, train_size, np.random.default_rng(seed))
+    inputs, labels = rendered_set(modality, train_size, np.random.default_rng(seed), fades=True)
     model = AttributeClassifier(modality)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-4)
     steps = epochs * ((train_size + batch_size - 1) // batch_size)

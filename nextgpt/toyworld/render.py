@@ -89,8 +89,15 @@ _TABLE = 4096
 
 
 def render_audio(meaning: Meaning, rng: np.random.Generator | None = None,
-                 seconds: float = AUDIO_SECONDS, rate: int = SAMPLE_RATE) -> np.ndarray:
-    """``[rate * seconds]`` float32 in [-1, 1]: a tone of the pitch and timbre, steady or beeping."""
+                 seconds: float = AUDIO_SECONDS, rate: int = SAMPLE_RATE, fade_seconds: float = 0.0) -> np.ndarray:
+    """``[rate * seconds]`` float32 in [-1, 1]: a tone of the pitch and timbre, steady or beeping.
+
+    ``fade_seconds`` > 0 ramps every beep's on/off edge linearly over that time (the world's renderings switch at
+    once: 0); the judges train on such fades too, so that they read a beep's timbre from its partials rather than
+    from the splatter of a hard edge."""
+    if not 0 <= fade_seconds < BEEP_SECONDS:
+        raise ValueError(f"fade_seconds must be in [0, {BEEP_SECONDS}) (a beep is {BEEP_SECONDS} s long), "
+                         f"got {fade_seconds}")
     frequency = PITCH_HZ[meaning["pitch"]] * (rng.uniform(0.97, 1.03) if rng is not None else 1.0)
     phase = rng.uniform(0, 1) if rng is not None else 0.0
     loudness = rng.uniform(0.3, 0.6) if rng is not None else 0.5
@@ -101,6 +108,9 @@ def render_audio(meaning: Meaning, rng: np.random.Generator | None = None,
     if meaning["rhythm"] == "beeping":
         start = rng.uniform(0, BEEP_SECONDS) if rng is not None else 0.0
         envelope = (((t + start) // BEEP_SECONDS) % 2 == 0).astype(np.float64)
+        if fade_seconds > 0:  # a moving average turns each switch into a linear ramp of that length
+            width = max(1, int(round(fade_seconds * rate)))
+            envelope = np.convolve(np.pad(envelope, width, mode="edge"), np.ones(width) / width, "same")[width:-width]
     ramp = int(0.005 * rate)  # 5 ms fades: no clicks at the ends
     envelope[:ramp] *= np.linspace(0, 1, ramp)
     envelope[-ramp:] *= np.linspace(1, 0, ramp)
