@@ -165,6 +165,27 @@ def test_log_frames_of_a_tone_an_octave_up_are_the_same_pattern_shifted(timbre):
             assert not any(np.allclose(np.roll(linear_low, s, axis=1), linear_high, atol=0.05) for s in range(1, 72))
 
 
+@pytest.mark.parametrize("fixed", [True, False])
+def test_training_beeps_start_on_when_the_beep_phase_is_fixed(monkeypatch, fixed):
+    """Every training draw of a beeping tone beeps at the same times (only loudness varies) with the fixed phase, at
+    times of its own without; the draws of the other attributes stay the same either way."""
+    from nextgpt.toyworld import train_decoders
+
+    monkeypatch.setattr(train_decoders, "FIXED_BEEP_PHASE", fixed)
+    beeping = Meaning.from_key("audio:low-square-beeping")
+    rng = np.random.default_rng(0)
+    draws = [train_decoders._exact_pitch_audio(beeping, rng) for _ in range(6)]
+    envelopes = [np.abs(d).reshape(-1, 100).max(axis=1) > 0 for d in draws]  # on/off per 6.25 ms
+    assert all(e[0] for e in envelopes)  # on at 0 s (a random start only shortens the first beep)
+    assert all(np.array_equal(e, envelopes[0]) for e in envelopes) == fixed
+    assert 0.3 < np.mean(envelopes[0]) < 0.7  # still beeping: on about half the time
+    after = rng.uniform()  # the stream is where it would be with the other setting
+    monkeypatch.setattr(train_decoders, "FIXED_BEEP_PHASE", not fixed)
+    rng = np.random.default_rng(0)
+    [train_decoders._exact_pitch_audio(beeping, rng) for _ in range(6)]
+    assert rng.uniform() == after
+
+
 def test_a_frame_layout_that_does_not_fit_is_refused():
     from nextgpt.decoders.components import build_component
     from nextgpt.toyworld.train_decoders import frame_layout, harmonic_vocoder_config

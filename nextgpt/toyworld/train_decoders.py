@@ -199,6 +199,16 @@ FIXED_PHASE = True
 judges read spectra and envelopes, where phase does not show)."""
 
 
+FIXED_BEEP_PHASE = True
+"""Training beeps start "on" at 0 s (the random start is still drawn, so the other draws stay the same). With a
+random start an x0-predicting UNet hedges between beep timings: its beeping tones came out quiet (a low beeping sine
+at RMS 0.05 against ≈ 0.2) and the held-out low beeping sawtooth as a faint hum of any pitch. Measured (2000 steps,
+seed 0, the judges trained on faded beeps; 60 held-out generations from true captions): all attributes right
+0.45 → **0.82** (the low beeping sawtooth 0 → 10 of 20, the middle square and high sine 18 → 19 and 9 → 20 of 20);
+10 generations of each of the 18 sounds 154 → 171 right. The judges read rhythm from the envelope's shape, not its
+timing."""
+
+
 def _exact_pitch_audio(meaning: Meaning, rng: np.random.Generator) -> np.ndarray:
     """``render_audio`` with its phase, loudness and beep-phase jitter but the exact pitch: harmonic frames hold
     only exact harmonics of 220 Hz, and a detuned partial would smear across them."""
@@ -210,7 +220,8 @@ def _exact_pitch_audio(meaning: Meaning, rng: np.random.Generator) -> np.ndarray
     wave = _band_limited(meaning["timbre"], frequency * t + (0.0 if FIXED_PHASE else phase), frequency, SAMPLE_RATE)
     envelope = np.ones_like(t)
     if meaning["rhythm"] == "beeping":
-        envelope = (((t + rng.uniform(0, BEEP_SECONDS)) // BEEP_SECONDS) % 2 == 0).astype(np.float64)
+        start = rng.uniform(0, BEEP_SECONDS)
+        envelope = ((((0.0 if FIXED_BEEP_PHASE else start) + t) // BEEP_SECONDS) % 2 == 0).astype(np.float64)
     return (rng.uniform(0.3, 0.6) * wave * envelope).astype(np.float32)
 
 
