@@ -295,6 +295,7 @@ def test_a_decoder_made_for_another_frame_layout_is_refused(tmp_path, monkeypatc
     monkeypatch.setattr(train_decoders, "FRAME_LAYOUT", "linear")
     linear = train_toy_decoder("audio", tmp_path / "linear", steps=1, vae_steps=1, batch_size=2, eval_count=0)
     assert linear.recipe["frame_layout"] == "linear"  # recorded in decoder.json
+    assert linear.recipe["fixed_beep_phase"] is True
     pipeline = build_decoder("audio", linear.config).pipeline
     assert pipeline.vocoder.config.model_in_dim == 72
     monkeypatch.setattr(train_decoders, "FRAME_LAYOUT", "log")

@@ -31,6 +31,21 @@ def test_audio_classifier_learns_from_renderings_quickly():
     assert judges.predict("audio", [stereo_44k.reshape(-1, 2)], [44100])[0]["pitch"] == "high"
 
 
+@pytest.mark.parametrize("fade", [0.0, 0.005, 0.01, 0.02])
+def test_shipped_judges_read_a_beep_by_its_partials_however_its_edges_switch(fade):
+    """Judges trained on hard switches only heard faded beeping squares as sines (the switch's splatter was their
+    timbre cue); the shipped ones train on faded edges too."""
+    from nextgpt.toyworld.build import shipped_judges
+    from nextgpt.toyworld.render import render_audio
+
+    judges = AttributeClassifiers.load(shipped_judges())
+    beeping = [m for m in all_meanings("audio") if m["rhythm"] == "beeping"]
+    rng = np.random.default_rng(5)
+    tones = [render_audio(m, rng, fade_seconds=fade) for m in beeping for _ in range(3)]
+    read = judges.predict("audio", tones)
+    assert [Meaning.of("audio", r) for r in read] == [m for m in beeping for _ in range(3)]
+
+
 def test_classifiers_save_load_round_trip_and_judge_any_size(untrained, tmp_path):
     untrained.save(tmp_path)
     loaded = AttributeClassifiers.load(tmp_path)

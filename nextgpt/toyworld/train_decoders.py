@@ -716,6 +716,7 @@ def train_toy_decoder(modality: str, out_dir: str | Path, *, seed: int = 0, step
                          f"{pipeline.tokenizer.model_max_length}")
     if spec.layout == "frames":
         recipe["frame_layout"] = FRAME_LAYOUT  # recorded: the frames a decoder was trained on are not in its files
+        recipe["fixed_beep_phase"] = FIXED_BEEP_PHASE
     report = DecoderReport(modality, config, recipe=dict(recipe),
                            budget={"steps": steps, "vae_steps": 0 if vae_from is not None else vae_steps,
                                    "batch_size": batch_size, "seed": seed, "device": str(device)})
