@@ -47,6 +47,21 @@ def test_quick_recipe_writes_an_evaluated_checkpoint(built):
     assert any(line.startswith("[validation]") for line in built[2])
 
 
+def test_stage_3_keeps_the_input_projectors_stage_1_aligned_and_trains_the_output_projectors(built):
+    # the recipe's stage 3 leaves the input projectors out of `trainable` (toyworld-recipe/stage3.yaml: moving them
+    # re-fits them to the trained sounds and costs held-out captions)
+    from safetensors.torch import load_file
+
+    out, _, _ = built
+    weights = {n: load_file(str(out / f"stage{n}" / "final" / "model.safetensors")) for n in (1, 3)}
+    inputs = [k for k in weights[3] if k.startswith("input_projectors.")]
+    outputs = [k for k in weights[3] if k.startswith("output_projectors.")]
+    assert inputs and outputs
+    assert all(weights[1][k].equal(weights[3][k]) for k in inputs)
+    stage2 = load_file(str(out / "stage2" / "final" / "model.safetensors"))
+    assert any(not stage2[k].equal(weights[3][k]) for k in outputs)
+
+
 def test_the_checkpoint_is_stored_in_float16_and_loads_in_float32(built):
     from safetensors import safe_open
 
