@@ -70,7 +70,7 @@ class Recipe:
     """Every budget of the build. The defaults are the full recipe: on the 2-core CPU with ``jobs=2`` the parts are
     ≈ 95 min (estimated from each part's time, docs/toyworld.md; ≈ 30 min with the decoders on a GPU,
     ``decoder_device="cuda"``), then ≈ 6 min of stages and ≈ 23 min of evaluation on the whole held-out split.
-    :meth:`fast` is the whole build in 23–24 min there (measured; ≈ 28 min on the slowest day's step times),
+    :meth:`fast` is the whole build in 20–24 min there (measured; ≈ 28 min on the slowest day's step times),
     :meth:`quick` in seconds."""
 
     seed: int = 0
