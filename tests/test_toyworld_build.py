@@ -92,6 +92,28 @@ def test_toy_config_wires_the_parts_with_paths_relative_to_them(built):
         "image": "decoders/image", "video": "decoders/video", "audio": "decoders/audio"}
 
 
+def test_a_world_written_by_another_version_is_refused_not_reused(tmp_path):
+    """A world folder is reused when its manifest is this version's, seed and size; one of an older version (whose
+    training files differ) stops the build with what to do, and nothing in it is touched."""
+    from dataclasses import asdict
+
+    from nextgpt.toyworld.dataset import WORLD_VERSION, get_sizes
+
+    recipe = Recipe.quick()
+    manifest = tmp_path / "world" / "manifest.json"
+    manifest.parent.mkdir()
+    written = {"world": WORLD_VERSION, "seed": recipe.seed, "sizes": asdict(get_sizes(recipe.data_size))}
+    manifest.write_text(json.dumps(written))
+    build = ToyWorldBuild(tmp_path, recipe, log=lambda line: None)
+    assert build._same_world()
+    manifest.write_text(json.dumps({**written, "world": "nextgpt-toyworld-v1"}))
+    assert not build._same_world()
+    with pytest.raises(ValueError, match=r"version 'nextgpt-toyworld-v1'.*Build into a new folder, or remove"):
+        build.data()
+    assert json.loads(manifest.read_text())["world"] == "nextgpt-toyworld-v1"
+    assert sorted(p.name for p in (tmp_path / "world").iterdir()) == ["manifest.json"]
+
+
 def test_missing_parts_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="train the toy encoder first"):
         toy_config(tmp_path)

@@ -338,20 +338,37 @@ class ToyWorldBuild:
         from .dataset import build_dataset
 
         folder = self.out / "world"
+        self._check_world_version(folder)
         self._step("data", folder, lambda: {"files": build_dataset(folder, seed=self.recipe.seed,
                                                                    sizes=self.recipe.data_size)["files"]},
                    self._same_world)
 
     def _same_world(self) -> bool:
-        """A world written elsewhere with this seed and size is the same files."""
-        from .dataset import get_sizes
+        """A world written elsewhere by this version of the world's code, with this seed and size, is the same
+        files (one of another version is written again)."""
+        from .dataset import WORLD_VERSION, get_sizes
 
         manifest = self.out / "world" / "manifest.json"
         if not manifest.is_file():
             return False
         written = json.loads(manifest.read_text(encoding="utf-8"))
-        return written.get("seed") == self.recipe.seed and written.get("sizes") == asdict(
-            get_sizes(self.recipe.data_size))
+        return (written.get("world") == WORLD_VERSION and written.get("seed") == self.recipe.seed
+                and written.get("sizes") == asdict(get_sizes(self.recipe.data_size)))
+
+    def _check_world_version(self, folder: Path) -> None:
+        """Refuse a world folder written by another version of the world's code: its files are not what this
+        version draws, and the stages trained on them are not this recipe's."""
+        from .dataset import WORLD_VERSION
+
+        manifest = folder / "manifest.json"
+        if not manifest.is_file():
+            return
+        written = json.loads(manifest.read_text(encoding="utf-8")).get("world")
+        if written != WORLD_VERSION:
+            raise ValueError(f"{folder} holds a toy world of version {written!r}, but this version of nextgpt writes "
+                             f"{WORLD_VERSION!r} (its training files differ). Build into a new folder, or remove "
+                             f"{folder} and the stages trained on it ({self.out}/stage1, stage2, stage3, model) to "
+                             f"build them again; the parts (encoder, LLM, decoders, judges) are kept.")
 
     def judges(self) -> None:
         from .classifiers import AttributeClassifiers
