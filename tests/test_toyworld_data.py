@@ -128,7 +128,9 @@ def test_tool_dialogues_use_the_agent_format(world):
 
 def _tool_modality(call) -> str:
     """The modality a planned call works on: the tool's own (describe_/generate_), or its input file's."""
-    return call.name.split("_", 1)[1] if call.name != "convert_media" else mime_type(call.arguments["path"]).split("/")[0]
+    if call.name == "convert_media":
+        return mime_type(call.arguments["path"]).split("/")[0]
+    return call.name.split("_", 1)[1]
 
 
 def test_training_tool_dialogues_are_a_third_of_each_modality(tmp_path):
