@@ -345,7 +345,7 @@ class ToyWorldBuild:
 
     def _same_world(self) -> bool:
         """A world written elsewhere by this version of the world's code, with this seed and size, is the same
-        files (one of another version is written again)."""
+        files (one of another version is refused: :meth:`_check_world_version`)."""
         from .dataset import WORLD_VERSION, get_sizes
 
         manifest = self.out / "world" / "manifest.json"

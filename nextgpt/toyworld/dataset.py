@@ -123,7 +123,7 @@ def _examples(builder: Builder, split: Split, part: str, sizes: DatasetSizes, *,
     def each_modality(count: int) -> list[Meaning]:
         """``count`` meanings, a third (±1) of them of each modality, as the eval files ask of each: drawn from
         all the meanings at once, 15 training sounds against 170 pictures left a trained planner 9 sound
-        generations and 26 sound descriptions in 800 tool dialogues (docs/toyworld.md, "Tool calls")."""
+        generations and 26 sound descriptions in 800 tool dialogues (docs/toyworld.md, "The data files")."""
         shares = [count // len(MODALITIES) + (i < count % len(MODALITIES)) for i in range(len(MODALITIES))]
         return [m for mod, share in zip(MODALITIES, shares) for m in draw(pools[mod], share)]
 
