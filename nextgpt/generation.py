@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from .constrained import StringChoices, token_pieces
 from .options import GenerationOptions
 
 logger = logging.getLogger(__name__)
@@ -163,6 +164,8 @@ class SignalGenerator:
         for modality, ids in self.signal_token_ids.items():
             if modality in options.forbid or state.counts[modality] >= options.max_media_per_modality:
                 logits[ids[0]] = float("-inf")
+        if options.string_choices:
+            self._hold_to_choices(logits, state, options, result)
         token = self._sample(logits, options, generator)
         if token in self.owner:
             return self._start_signal(row, state, result, self.owner[token][0], on_signal)
@@ -182,6 +185,21 @@ class SignalGenerator:
             on_text(row, text[len(state.emitted):])
         state.emitted = text
         return self._append(state, result, token)
+
+    def _hold_to_choices(self, logits: torch.Tensor, state: _RowState, options: GenerationOptions,
+                         result: GeneratedRow) -> None:
+        """Mask every token that would take an open constrained JSON value off its choices (``constrained.py``)."""
+        text = self.tokenizer.decode(state.text_ids, skip_special_tokens=True)
+        allowed = StringChoices(options.string_choices).allowed(text, token_pieces(self.tokenizer), logits.numel())
+        if allowed is None:
+            return
+        allowed = allowed.to(logits.device) & torch.isfinite(logits)
+        if not allowed.any():  # a value the constraint cannot reach any more (it began inside one token): left free
+            warning = f"a constrained value was started off its choices ({text[-40:]!r}); decoded unconstrained"
+            if warning not in result.warnings:
+                result.warnings.append(warning)
+            return
+        logits[~allowed] = float("-inf")
 
     def _sample(self, logits: torch.Tensor, options: GenerationOptions, generator) -> int:
         if options.temperature == 0:

@@ -61,6 +61,9 @@ class GenerationOptions:
             a ``MediaOutput`` with its modality and empty ``data`` (nothing is saved). Which outputs an answer has
             (routing) is the same either way — the LLM's text does not depend on its media — at a fraction of the
             time; what ``nextgpt eval toyworld --routing-only`` uses.
+        string_choices: JSON key → the only strings its value may be, e.g. ``{"path": ("inputs/cat.png",)}``:
+            once the answer writes ``"path": "`` the value is decoded as one of them (``constrained.py``). The
+            agent passes its working folder's files, so a planned call cannot name a file that is not there.
     """
 
     max_new_tokens: int = 128
@@ -76,8 +79,17 @@ class GenerationOptions:
     output_dir: str | Path | None = "nextgpt-outputs"
     stop: tuple[str, ...] = ()
     decode: bool = True
+    string_choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        choices = {}
+        for key, values in dict(self.string_choices or {}).items():
+            values = (values,) if isinstance(values, str) else tuple(values)
+            if not isinstance(key, str) or not key or not values or not all(isinstance(v, str) for v in values):
+                raise ValueError(f"string_choices maps a JSON key to the strings its value may be, e.g. "
+                                 f"{{'path': ['inputs/cat.png']}}; got {key!r}: {values!r}")
+            choices[key] = values
+        self.string_choices = choices
         self.force = frozenset(self.force)
         self.forbid = frozenset(self.forbid)
         if self.force & self.forbid:

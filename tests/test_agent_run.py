@@ -267,3 +267,36 @@ def test_deadline_cancels_a_running_generation(tiny_pipe, tmp_path):
             ops.generate("audio", "rain", seed=None, steps=STEPS)
     finally:
         DEADLINE.reset(token)
+
+
+def test_our_planner_is_held_to_the_files_in_the_working_folder_and_others_are_not(tiny_pipe, media_files, tmp_path,
+                                                                                    monkeypatch):
+    """FileChoices gives our own model string_choices={"path": <the workspace's files>} on every call (outputs made
+    by earlier steps included); a scripted (foreign) planner gets no such argument."""
+    from nextgpt.apps.agent.chat_model import NextGPTChatModel
+
+    seen: list[dict] = []
+    prepare = NextGPTChatModel._prepare
+
+    def recording(self, messages, stop, kwargs):
+        conversation, options, tools = prepare(self, messages, stop, kwargs)
+        seen.append(dict(options.string_choices))
+        return conversation, options, tools
+
+    monkeypatch.setattr(NextGPTChatModel, "_prepare", recording)
+    agent = NextGPTAgent(tiny_pipe, tmp_path / "work", limits=AgentLimits(max_steps=2, max_new_tokens=8))
+    (agent.workspace.outputs / "image-1.png").write_bytes(Path(media_files["image"]).read_bytes())
+    agent.run("What is in this picture?", attachments=[media_files["image"]])
+    attached = f"inputs/{Path(media_files['image']).name}"
+    assert seen and all(choices == {"path": tuple(sorted([attached, "outputs/image-1.png"]))} for choices in seen)
+
+    class Foreign(ScriptedPlanner):
+        settings: list[dict] = []
+
+        def bind_tools(self, tools, **kwargs):
+            self.settings.append(kwargs)
+            return super().bind_tools(tools, **kwargs)
+
+    script = Foreign(responses=[AIMessage("done")], seen=[], bound=[], settings=[])
+    NextGPTAgent(tiny_pipe, tmp_path / "other", planner=script).run("hi", attachments=[media_files["image"]])
+    assert script.settings and all("string_choices" not in kwargs for kwargs in script.settings)

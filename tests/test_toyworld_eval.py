@@ -95,6 +95,7 @@ def test_evaluate_checkpoint_reports_every_field(tiny_pipe, untrained, tmp_path)
     table = format_report(report)
     assert "retrieval_at_1" in table and "CIDEr-D" in table and "tool calls" in table and "retried" in table
     assert set(report["routing_by_phrasing"]) == {"trained", "held_out"} and "by request phrasing" in table
+    assert report["tool_paths"] == "attached files"
     # routing only: the outputs planned, not made; every routed turn (multi-turn history included) answers the same
     planned = evaluate_checkpoint(tiny_pipe, data, untrained, limit=3, routing_only=True)
     assert planned["routing_misses"] == report["routing_misses"] and planned["counts"] == report["counts"]
@@ -136,6 +137,17 @@ def test_a_retry_is_judged_after_the_given_failed_call_and_its_error(tmp_path):
     assert result.correct and result.kind == "tool_retry"
     assert len(conversation.asked) == 1 and conversation.asked[0].startswith("<tool_result")
     assert [m.role for m in conversation.messages] == ["user", "assistant", "user"]
+    # planned as the agent plans: the call's path held to the files the request attached (unless free_paths)
+    from nextgpt.apps.agent.specs import attached_files
+    from nextgpt.options import GenerationOptions
+
+    attached = tuple(attached_files(dialogue.turns[1].text))
+    assert attached == (checks[0].attributes["path"],)
+    for free, expected in ((False, {"path": attached}), (True, {})):
+        conversation = Conversation()
+        conversation.options = GenerationOptions()
+        _run_dialogue(pipe, kind, dialogue, checks, None, conversation.options, free_paths=free)
+        assert conversation.options.string_choices == expected
 
 
 def _call(name, **arguments):

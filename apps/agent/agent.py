@@ -21,6 +21,7 @@ from langgraph.errors import GraphRecursionError
 from nextgpt.options import GenerationOptions
 
 from .chat_model import NextGPTChatModel
+from .file_choices import FileChoices
 from .guards import RunLimits, ToolGuard
 from .limits import AgentLimits
 from .specs import SYSTEM_PROMPT, attachment_note
@@ -81,7 +82,7 @@ class NextGPTAgent:
         self.graph = create_agent(
             self.planner, tools, system_prompt=system_prompt or SYSTEM_PROMPT, name="nextgpt-agent",
             middleware=[RunLimits(self.limits.max_steps, self.limits.timeout_s),
-                        ToolGuard(names, self.limits.max_tool_output_chars)],
+                        ToolGuard(names, self.limits.max_tool_output_chars), FileChoices(self.workspace)],
         )
 
     @property

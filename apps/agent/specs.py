@@ -7,6 +7,7 @@ what it read in training. This module imports only pydantic.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -14,8 +15,8 @@ from .limits import AgentLimits
 from .schemas import DESCRIBE_QUESTION, build_schemas
 
 __all__ = ["ATTACHED", "CONVERT_PROMPT", "DESCRIBE_QUESTION", "OUTPUT_PHRASES", "REGENERATE_DESCRIPTION",
-           "SYSTEM_PROMPT", "MediaTool", "attachment_note", "convert_prompt", "media_tool_specs", "media_tools",
-           "missing_file", "output_phrase", "tool_failure"]
+           "SYSTEM_PROMPT", "MediaTool", "attached_files", "attachment_note", "convert_prompt", "media_tool_specs",
+           "media_tools", "missing_file", "output_phrase", "tool_failure"]
 
 SYSTEM_PROMPT = (
     "You are a media assistant. Use the tools to look at, generate and convert image, audio and video files in "
@@ -99,6 +100,15 @@ def tool_failure(tool: str, error: str) -> str:
 def attachment_note(files: Sequence[tuple[str, str]]) -> str:
     """The text appended to a request that came with files: ``(relative path, MIME type)`` pairs."""
     return "\n\n" + ATTACHED + ", ".join(f"{path} ({mime})" for path, mime in files)
+
+
+def attached_files(text: str) -> list[str]:
+    """The relative paths an :func:`attachment_note` in ``text`` names (none: an empty list)."""
+    paths = []
+    for line in text.splitlines():
+        if line.startswith(ATTACHED):
+            paths += re.findall(r"(.+?) \([^()]*\)(?:, |$)", line[len(ATTACHED):])
+    return paths
 
 
 def media_tool_specs(inputs: Sequence[str], outputs: Sequence[str],

@@ -124,9 +124,13 @@ class Workspace:
         logger.debug("imported %s as %s", source, target)
         return self.describe_file(target, modality=mime_type(target).split("/")[0])
 
+    def files(self) -> list[str]:
+        """Relative paths of every file in the workspace (symlinks left out), sorted."""
+        return sorted(self.relative(p) for p in self.root.rglob("*") if p.is_file() and not p.is_symlink())
+
     def listing(self, limit: int = 20) -> list[str]:
         """Relative paths of files in the workspace (at most ``limit``), to help the model pick a valid one."""
-        files = sorted(self.relative(p) for p in self.root.rglob("*") if p.is_file() and not p.is_symlink())
+        files = self.files()
         return files[:limit] + ([f"... {len(files) - limit} more"] if len(files) > limit else [])
 
     def example(self) -> str:

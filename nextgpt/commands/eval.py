@@ -27,6 +27,9 @@ def _eval(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int
     world.add_argument("--routing-only", action="store_true",
                        help="plan the outputs without running the decoders: routing, captioning and tool calls in a "
                        "fraction of the time; generation, conversion and multi-turn accuracy are not measured")
+    world.add_argument("--free-paths", action="store_true",
+                       help="plan tool calls with file paths left to the model's own copying (default: held to the "
+                       "files the request attached, as the agent holds them)")
     world.add_argument("--out", default=None, help="report JSON (default: next to the checkpoint, or in --data)")
     add_model_options(world)
 
@@ -63,7 +66,7 @@ def _toyworld(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.model or args.data) / (
         name if args.model else name.replace("eval_toyworld", f"eval_toyworld-{args.preset or 'tiny'}", 1))
     report = evaluate_checkpoint(pipe, args.data, classifiers, limit=args.limit, out_path=out,
-                                 routing_only=args.routing_only)
+                                 routing_only=args.routing_only, free_paths=args.free_paths)
     print(format_report(report))
     print(f"wrote {out}")
     return 0

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from nextgpt.apps.agent.specs import attached_files
 from nextgpt.dialogs.loaders import load_dialogues
 from nextgpt.dialogs.schema import Dialogue
 from nextgpt.dialogs.tool_calls import parse_tool_calls, render_tool_result
@@ -158,9 +159,10 @@ def _judge(response: Any, check: Check, classifiers: Any) -> dict[str, bool]:
 
 
 def _run_dialogue(pipe: Any, kind: str, dialogue: Dialogue, checks: list[Check], classifiers: Any,
-                  options: Any) -> list[TurnResult]:
+                  options: Any, free_paths: bool = False) -> list[TurnResult]:
     """Every checked turn of ``dialogue``, asked in order with the model's own answers as history. Media outputs
-    are judged when ``options.decode`` made them; otherwise (routing only) only text answers and tool calls are."""
+    are judged when ``options.decode`` made them; otherwise (routing only) only text answers and tool calls are.
+    A call's ``path`` is held to the files the dialogue attached, as the agent holds it, unless ``free_paths``."""
     from nextgpt.types import Media, Message
 
     by_turn = {c.turn: c for c in checks}
@@ -168,7 +170,12 @@ def _run_dialogue(pipe: Any, kind: str, dialogue: Dialogue, checks: list[Check],
     conversation = pipe.conversation(system=system, options=options)
     results = []
     turns = dialogue.turns
+    attached: list[str] = []
     for index, turn in enumerate(turns):
+        if turn.role == "user" and options is not None and not free_paths and attached_files(turn.text):
+            # the agent holds a call's "path" to the files in its working folder: so does its evaluation
+            attached += [path for path in attached_files(turn.text) if path not in attached]
+            conversation.options = dataclasses.replace(options, string_choices={"path": tuple(attached)})
         if turn.role == "assistant" and not turn.train:  # given, not asked for: e.g. the failed call of a retry
             conversation.messages.append(Message("assistant", turn.text))
             continue
@@ -345,7 +352,8 @@ def summarize(results: list[TurnResult], retrieval: dict[str, float | None], *, 
 
 
 def evaluate_checkpoint(pipe: Any, eval_dir: str | Path, classifiers: Any, *, limit: int | None = None,
-                        out_path: str | Path | None = None, options: Any = None, routing_only: bool = False) -> dict:
+                        out_path: str | Path | None = None, options: Any = None, routing_only: bool = False,
+                        free_paths: bool = False) -> dict:
     """Evaluate ``pipe`` (a ``NextGPT``) on the toy-world set in ``eval_dir``: a world's held-out set, or a
     validation set (``build_validation``; the report's ``part`` says which).
 
@@ -358,6 +366,8 @@ def evaluate_checkpoint(pipe: Any, eval_dir: str | Path, classifiers: Any, *, li
         routing_only: plan the outputs without running the decoders (``GenerationOptions.decode=False``): routing,
             captioning, tool calls and retrieval as in a full run, in a fraction of the time; generation,
             conversion and multi-turn accuracy are None (``media_judged: false`` in the report).
+        free_paths: plan tool calls without holding ``path`` to the attached files (the model's own copying of
+            file names; the agent always holds it). The report's ``tool_paths`` says which.
 
     Returns:
         The report (see ``summarize``), with ``eval_dir`` and ``limit``.
@@ -370,7 +380,7 @@ def evaluate_checkpoint(pipe: Any, eval_dir: str | Path, classifiers: Any, *, li
     items = load_eval_set(eval_dir, limit)
     results: list[TurnResult] = []
     for number, (kind, dialogue, checks) in enumerate(tqdm(items, desc="toy-world eval", disable=None)):
-        for result in _run_dialogue(pipe, kind, dialogue, checks, classifiers, options):
+        for result in _run_dialogue(pipe, kind, dialogue, checks, classifiers, options, free_paths):
             result.dialogue_index = number
             results.append(result)
     # teacher-forced and cheap: always on the whole held-out generation file, whatever the limit
@@ -379,6 +389,7 @@ def evaluate_checkpoint(pipe: Any, eval_dir: str | Path, classifiers: Any, *, li
                  if m in {spec.name for spec in pipe.config.output_modalities}}
     retrieval = {m: None if np.isnan(value) else value for m, value in retrieval.items()}
     report = {"eval_dir": str(eval_dir), "part": eval_part(eval_dir), "limit": limit,
+              "tool_paths": "free" if free_paths else "attached files",
               **summarize(results, retrieval, media_judged=options.decode)}
     if out_path is not None:
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
