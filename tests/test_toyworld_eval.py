@@ -95,7 +95,7 @@ def test_evaluate_checkpoint_reports_every_field(tiny_pipe, untrained, tmp_path)
     table = format_report(report)
     assert "retrieval_at_1" in table and "CIDEr-D" in table and "tool calls" in table and "retried" in table
     assert set(report["routing_by_phrasing"]) == {"trained", "held_out"} and "by request phrasing" in table
-    assert report["tool_paths"] == "attached files"
+    assert report["tool_paths"] == "attached files" and "paths held to the attached files" in table
     # routing only: the outputs planned, not made; every routed turn (multi-turn history included) answers the same
     planned = evaluate_checkpoint(tiny_pipe, data, untrained, limit=3, routing_only=True)
     assert planned["routing_misses"] == report["routing_misses"] and planned["counts"] == report["counts"]

@@ -420,7 +420,9 @@ def format_report(report: dict) -> str:
     lines.append(f"captioning BLEU-4: {_cell(report['bleu4'])}   CIDEr-D: {_cell(report['cider_d'])}")
     if report.get("tool_calls") is not None:
         kinds = " ".join(f"{k} {_cell(v)}" for k, v in report.get("tool_calls_by_kind", {}).items())
-        lines.append(f"tool calls (planned right, agent prompt): {_cell(report['tool_calls'])}   ({kinds})")
+        paths = {"free": "paths free", "attached files": "paths held to the attached files"}.get(
+            report.get("tool_paths"), "paths free")  # reports from before held paths planned them free
+        lines.append(f"tool calls (planned right, agent prompt, {paths}): {_cell(report['tool_calls'])}   ({kinds})")
     if report.get("tool_retries") is not None:
         lines.append(f"tool calls after a failed call's error (retried right): {_cell(report['tool_retries'])}")
     for kind, by_modality in report.get("per_combination", {}).items():
