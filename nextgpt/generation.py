@@ -56,6 +56,7 @@ class _RowState:
     emitted: str = ""
     hidden: list[torch.Tensor] = field(default_factory=list)
     embeds: list[torch.Tensor] = field(default_factory=list)
+    choices: StringChoices | None = None  # GenerationOptions.string_choices, compiled once per row
 
 
 class SignalGenerator:
@@ -105,7 +106,8 @@ class SignalGenerator:
         """
         batch = inputs_embeds.shape[0]
         generators = generators or [None] * batch
-        states = [_RowState(pending_force=sorted(o.force), counts={m: 0 for m in self.signal_token_ids})
+        states = [_RowState(pending_force=sorted(o.force), counts={m: 0 for m in self.signal_token_ids},
+                            choices=StringChoices(o.string_choices) if o.string_choices else None)
                   for o in options]
         rows = [GeneratedRow() for _ in range(batch)]
         embed_layer = self.llm.get_input_embeddings()
@@ -164,8 +166,8 @@ class SignalGenerator:
         for modality, ids in self.signal_token_ids.items():
             if modality in options.forbid or state.counts[modality] >= options.max_media_per_modality:
                 logits[ids[0]] = float("-inf")
-        if options.string_choices:
-            self._hold_to_choices(logits, state, options, result)
+        if state.choices is not None:
+            self._hold_to_choices(logits, state, result)
         token = self._sample(logits, options, generator)
         if token in self.owner:
             return self._start_signal(row, state, result, self.owner[token][0], on_signal)
@@ -186,11 +188,10 @@ class SignalGenerator:
         state.emitted = text
         return self._append(state, result, token)
 
-    def _hold_to_choices(self, logits: torch.Tensor, state: _RowState, options: GenerationOptions,
-                         result: GeneratedRow) -> None:
+    def _hold_to_choices(self, logits: torch.Tensor, state: _RowState, result: GeneratedRow) -> None:
         """Mask every token that would take an open constrained JSON value off its choices (``constrained.py``)."""
         text = self.tokenizer.decode(state.text_ids, skip_special_tokens=True)
-        allowed = StringChoices(options.string_choices).allowed(text, token_pieces(self.tokenizer), logits.numel())
+        allowed = state.choices.allowed(text, token_pieces(self.tokenizer), logits.numel())
         if allowed is None:
             return
         allowed = allowed.to(logits.device) & torch.isfinite(logits)
