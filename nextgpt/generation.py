@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from .constrained import StringChoices, token_pieces
+from .constrained import NameChoices, StringChoices, token_pieces
 from .options import GenerationOptions
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class _RowState:
     hidden: list[torch.Tensor] = field(default_factory=list)
     embeds: list[torch.Tensor] = field(default_factory=list)
     choices: StringChoices | None = None  # GenerationOptions.string_choices, compiled once per row
+    names: NameChoices | None = None  # GenerationOptions.name_choices
 
 
 class SignalGenerator:
@@ -107,7 +108,8 @@ class SignalGenerator:
         batch = inputs_embeds.shape[0]
         generators = generators or [None] * batch
         states = [_RowState(pending_force=sorted(o.force), counts={m: 0 for m in self.signal_token_ids},
-                            choices=StringChoices(o.string_choices) if o.string_choices else None)
+                            choices=StringChoices(o.string_choices) if o.string_choices else None,
+                            names=NameChoices(o.name_choices) if o.name_choices else None)
                   for o in options]
         rows = [GeneratedRow() for _ in range(batch)]
         embed_layer = self.llm.get_input_embeddings()
@@ -166,7 +168,7 @@ class SignalGenerator:
         for modality, ids in self.signal_token_ids.items():
             if modality in options.forbid or state.counts[modality] >= options.max_media_per_modality:
                 logits[ids[0]] = float("-inf")
-        if state.choices is not None:
+        if state.choices is not None or state.names is not None:
             self._hold_to_choices(logits, state, result)
         token = self._sample(logits, options, generator)
         if token in self.owner:
@@ -189,11 +191,16 @@ class SignalGenerator:
         return self._append(state, result, token)
 
     def _hold_to_choices(self, logits: torch.Tensor, state: _RowState, result: GeneratedRow) -> None:
-        """Mask every token that would take an open constrained JSON value off its choices (``constrained.py``)."""
+        """Mask every token that would take an open constrained JSON value, or a file name the text is writing, off
+        its choices (``constrained.py``)."""
         text = self.tokenizer.decode(state.text_ids, skip_special_tokens=True)
-        allowed = state.choices.allowed(text, token_pieces(self.tokenizer), logits.numel())
-        if allowed is None:
+        pieces = token_pieces(self.tokenizer)
+        masks = [rule.allowed(text, pieces, logits.numel()) for rule in (state.choices, state.names)
+                 if rule is not None]
+        masks = [mask for mask in masks if mask is not None]
+        if not masks:
             return
+        allowed = masks[0] if len(masks) == 1 else masks[0] & masks[1]
         allowed = allowed.to(logits.device) & torch.isfinite(logits)
         if not allowed.any():  # a value the constraint cannot reach any more (it began inside one token): left free
             warning = f"a constrained value was started off its choices ({text[-40:]!r}); decoded unconstrained"

@@ -64,6 +64,10 @@ class GenerationOptions:
         string_choices: JSON key → the only strings its value may be, e.g. ``{"path": ("inputs/cat.png",)}``:
             once the answer writes ``"path": "`` the value is decoded as one of them (``constrained.py``). The
             agent passes its working folder's files, so a planned call cannot name a file that is not there.
+        name_choices: file names the answer's text may mention, e.g. ``("inputs/cat.png",)``: once the answer writes
+            one's folder (``inputs/``) at the start of a word, the rest is decoded as a name in that folder
+            (``constrained.NameChoices``). The agent passes its working folder's files, so an answer cannot
+            misspell the file it talks about.
     """
 
     max_new_tokens: int = 128
@@ -80,8 +84,14 @@ class GenerationOptions:
     stop: tuple[str, ...] = ()
     decode: bool = True
     string_choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    name_choices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        names = (self.name_choices,) if isinstance(self.name_choices, str) else tuple(self.name_choices or ())
+        if not all(isinstance(name, str) and name for name in names):
+            raise ValueError(f"name_choices lists the file names an answer may mention, e.g. ['inputs/cat.png']; "
+                             f"got {self.name_choices!r}")
+        self.name_choices = names
         choices = {}
         for key, values in dict(self.string_choices or {}).items():
             values = (values,) if isinstance(values, str) else tuple(values)

@@ -271,8 +271,8 @@ def test_deadline_cancels_a_running_generation(tiny_pipe, tmp_path):
 
 def test_our_planner_is_held_to_the_files_in_the_working_folder_and_others_are_not(tiny_pipe, media_files, tmp_path,
                                                                                     monkeypatch):
-    """FileChoices gives our own model string_choices={"path": <the workspace's files>} on every call (outputs made
-    by earlier steps included); a scripted (foreign) planner gets no such argument."""
+    """FileChoices gives our own model string_choices={"path": <the workspace's files>} and name_choices=<the same
+    files> on every call (outputs made by earlier steps included); a scripted (foreign) planner gets neither."""
     from nextgpt.apps.agent.chat_model import NextGPTChatModel
 
     seen: list[dict] = []
@@ -280,7 +280,7 @@ def test_our_planner_is_held_to_the_files_in_the_working_folder_and_others_are_n
 
     def recording(self, messages, stop, kwargs):
         conversation, options, tools = prepare(self, messages, stop, kwargs)
-        seen.append(dict(options.string_choices))
+        seen.append((dict(options.string_choices), options.name_choices))
         return conversation, options, tools
 
     monkeypatch.setattr(NextGPTChatModel, "_prepare", recording)
@@ -288,7 +288,8 @@ def test_our_planner_is_held_to_the_files_in_the_working_folder_and_others_are_n
     (agent.workspace.outputs / "image-1.png").write_bytes(Path(media_files["image"]).read_bytes())
     agent.run("What is in this picture?", attachments=[media_files["image"]])
     attached = f"inputs/{Path(media_files['image']).name}"
-    assert seen and all(choices == {"path": tuple(sorted([attached, "outputs/image-1.png"]))} for choices in seen)
+    files = tuple(sorted([attached, "outputs/image-1.png"]))
+    assert seen and all(choices == ({"path": files}, files) for choices in seen)
 
     class Foreign(ScriptedPlanner):
         settings: list[dict] = []
@@ -299,4 +300,5 @@ def test_our_planner_is_held_to_the_files_in_the_working_folder_and_others_are_n
 
     script = Foreign(responses=[AIMessage("done")], seen=[], bound=[], settings=[])
     NextGPTAgent(tiny_pipe, tmp_path / "other", planner=script).run("hi", attachments=[media_files["image"]])
-    assert script.settings and all("string_choices" not in kwargs for kwargs in script.settings)
+    assert script.settings and all("string_choices" not in kwargs and "name_choices" not in kwargs
+                                   for kwargs in script.settings)

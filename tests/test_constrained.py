@@ -1,12 +1,12 @@
-"""Constrained decoding of JSON string values (nextgpt/constrained.py): a planned call's "path" can only name one of
-the given files, whatever the model would have written."""
+"""Constrained decoding (nextgpt/constrained.py): a planned call's "path", and a file name the answer's text
+writes, can only be one of the given files, whatever the model would have written."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from nextgpt.config import LLMConfig
-from nextgpt.constrained import StringChoices, token_pieces
+from nextgpt.constrained import NameChoices, StringChoices, token_pieces
 from nextgpt.generation import SignalGenerator
 from nextgpt.llm import load_tokenizer
 from nextgpt.options import GenerationOptions
@@ -48,6 +48,44 @@ def test_bad_choices_are_refused_with_an_example(bad):
     with pytest.raises(ValueError, match="string_choices maps a JSON key"):
         GenerationOptions(string_choices=bad)
     assert GenerationOptions(string_choices={"path": "inputs/a.png"}).string_choices == {"path": ("inputs/a.png",)}
+
+
+NAME_PIECES = ["inputs/", "inputs/qm", "inputs/qmt", "qm", "v", "t_7.png", "1.png", " shows", ".", "x",
+               " inputs/qmt", "uts/q", "uts/z", "vt_7.png shows", " outputs/image-1.png", "", "docs/a", "/"]
+NAMES = ("inputs/qmvt_7.png", "outputs/image-1.png")
+
+
+def named(text: str, names=NAMES) -> set[str] | None:
+    mask = NameChoices(names).allowed(text, NAME_PIECES, len(NAME_PIECES))
+    return None if mask is None else {NAME_PIECES[i] for i in range(len(NAME_PIECES)) if mask[i]}
+
+
+def test_a_name_the_text_starts_in_a_known_folder_is_held_to_the_names_there():
+    every = set(NAME_PIECES)
+    # at the start of a word, a piece may write a folder only on the way to a name that is there
+    assert every - named("I looked at ") == {"inputs/qmt", " inputs/qmt"}
+    assert every - named("I looked at inp") == {"uts/z", " inputs/qmt"}  # a folder the piece finishes counts too
+    # inside a name: only what continues it
+    assert named("I looked at inputs/") == {"qm"}
+    assert named("I looked at inputs/qm") == {"v", "vt_7.png shows"}
+    assert named('"outputs/image-') == {"1.png"}
+    # a whole name may end (a space, a full stop, another name that is there) but not run on
+    assert named("I looked at inputs/qmvt_7.png") == {" shows", ".", " outputs/image-1.png"}
+
+
+def test_text_that_is_not_starting_a_name_in_a_known_folder_is_left_free():
+    every = set(NAME_PIECES)
+    for text in ("Here is a cat", "I looked at inputs/qmvt_7.png shows a", "see myinputs/", "see myinputs/q"):
+        assert every - named(text) == {" inputs/qmt"}, text  # only a piece that itself starts a wrong name
+    assert named("no folder here", ("cat.png",)) is None  # a name without a folder cannot be recognised
+    assert named("anything", ()) is None
+
+
+@pytest.mark.parametrize("bad", [[""], [3], ["inputs/a.png", None]])
+def test_bad_name_choices_are_refused_with_an_example(bad):
+    with pytest.raises(ValueError, match="name_choices lists the file names"):
+        GenerationOptions(name_choices=bad)
+    assert GenerationOptions(name_choices="inputs/a.png").name_choices == ("inputs/a.png",)
 
 
 class Scripted(torch.nn.Module):
@@ -99,6 +137,21 @@ def test_a_misspelt_path_is_decoded_as_the_file_that_exists(tiny):
         path = held.split('"path": "', 1)[1].split('"', 1)[0]
         assert path in choices, held
         assert held.startswith('<tool_call>{"name": "describe_image", "arguments": {"path": "')
+
+
+def test_a_misspelt_name_in_the_answer_text_is_decoded_as_the_file_that_exists(tiny):
+    answer = "I looked at inputs/qmt_7.png: it shows a blue square. See outputs/image-9.png too."
+    free = run(tiny, answer, GenerationOptions(max_new_tokens=200))
+    assert "inputs/qmt_7.png" in free and "outputs/image-9.png" in free  # what the model wants, left alone
+    names = ("inputs/qmvt_7.png", "outputs/image-1.png")
+    held = run(tiny, answer, GenerationOptions(max_new_tokens=200, name_choices=names))
+    assert held.startswith("I looked at inputs/qmvt_7.png"), held
+    assert "outputs/image-1.png" in held and "qmt_7" not in held and "image-9" not in held, held
+    # the same names in a call's JSON value: both holds agree
+    call = '{"path": "inputs/qmt_7.png"}'
+    both = run(tiny, call, GenerationOptions(max_new_tokens=200, name_choices=names,
+                                             string_choices={"path": names}))
+    assert both.startswith('{"path": "inputs/qmvt_7.png"'), both
 
 
 def test_token_pieces_keep_the_leading_space_of_a_word(tiny):

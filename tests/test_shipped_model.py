@@ -8,6 +8,7 @@ margin, per attribute where the all-attributes accuracy is low — so a regressi
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -39,6 +40,7 @@ WRONG_MODALITY_CEILINGS = {"image": 0, "audio": 0, "video": 0}
 GENERATION_FLOORS = {"image": {"shape": 0.75, "colour": 0.75, "size": 0.75, "position": 0.75},
                      "audio": {"pitch": 0.67, "timbre": 0.67, "rhythm": 0.67},
                      "video": {"shape": 0.5, "colour": 0.75, "direction": 0.75}}
+NAME_IN_TEXT = re.compile(r"(?<![\w./-])((?:inputs|outputs)/[\w./-]*[\w-])")  # a workspace file named in text
 HARD_NAMES = ("IMG_0412.png", "sunset_148.png", "qmvt_7.png", "take-213.png", "car_315.png", "xp-290.png",
               "bird-36.png")
 CAPTION_FLOORS = {"image": {"shape": 0.5, "colour": 0.75, "size": 0.75, "position": 0.75},
@@ -119,9 +121,9 @@ def test_held_out_media_are_described_in_text(shipped, modality, tmp_path):
 
 def test_the_agent_plans_its_tool_calls_with_the_shipped_model(shipped, tmp_path):
     """`nextgpt agent` with no --model: the toy model reads the agent's own prompt (it fits its context), calls the
-    right tool with the right arguments, the tool makes the file and the run ends with an answer. (The answer's
-    file name is not checked: the toy model before the copy drills wrote image-6.png for image-1.png; this one
-    writes image-1.png, one run.)"""
+    right tool with the right arguments, the tool makes the file and the run ends with an answer that names only
+    files that are there (the toy model before the copy drills wrote image-6.png for image-1.png; the agent now
+    holds the names an answer writes to the working folder's files)."""
     from nextgpt.apps.agent import NextGPTAgent
     from nextgpt.decoders.media_io import write_image
 
@@ -134,6 +136,7 @@ def test_the_agent_plans_its_tool_calls_with_the_shipped_model(shipped, tmp_path
     assert parse_caption(calls[0].args["description"], "image") == meaning.attributes
     made = [f for f in result.files if f["modality"] == "image"]
     assert made and not result.stopped and result.answer.startswith("I made outputs/image-"), result.steps
+    assert set(NAME_IN_TEXT.findall(result.answer)) <= set(agent.workspace.files()), result.answer
     read = judges.predict("image", [np.asarray(Image.open(made[0]["path"]), np.float32) / 255], [None])[0]
     assert sum(read[name] == value for name, value in meaning.attributes.items()) >= 3, (read, meaning)
     # Describe requests in the 7 phrasings of the training split, each with an attached picture: first a photo.png,
@@ -141,16 +144,17 @@ def test_the_agent_plans_its_tool_calls_with_the_shipped_model(shipped, tmp_path
     # call's "path" to the working folder's files (FileChoices), so a call that names a path names the file.
     # Measured: all 14 call describe_image; photo.png is named right 6 times ("What is in this picture?" wrote a
     # "description" instead of a path), the hard names 7 of 7 (left to its own copying, this model wrote 5 of 7:
-    # qmvt_7.png became qmt_7.png and xp-290.png xpitl-290.png, as its answers still write them). A wrong path comes
+    # qmvt_7.png became qmt_7.png and xp-290.png xpitl-290.png). A name the answer writes is held the same way
+    # (name_choices): measured, every one of the 14 answers names its file, a file that is there. A wrong path comes
     # back as the workspace's error, naming the files there, and every run ends with an answer or a stop message.
-    describe_calls = right_paths = hard_right = 0
+    describe_calls = right_paths = hard_right = answers_naming = 0
     for index, phrasing in enumerate(INSTRUCTIONS["describe"][:-1]):
         for name in ("photo.png", HARD_NAMES[index]):
             source = tmp_path / f"in{index}-{name}" / name
             source.parent.mkdir()
             write_image(render(meaning), source)
-            result = NextGPTAgent(pipe, tmp_path / f"work{index}-{name}").run(
-                phrasing.format(placeholder="", noun="picture").strip(), attachments=[source])
+            agent = NextGPTAgent(pipe, tmp_path / f"work{index}-{name}")
+            result = agent.run(phrasing.format(placeholder="", noun="picture").strip(), attachments=[source])
             calls = [s for s in result.steps if s.kind == "tool_call"]
             results = [s for s in result.steps if s.kind == "tool_result"]
             assert calls and results and result.answer, result.steps
@@ -161,5 +165,9 @@ def test_the_agent_plans_its_tool_calls_with_the_shipped_model(shipped, tmp_path
             right_paths += right and name == "photo.png"
             hard_right += right and name != "photo.png"
             assert right != results[0].is_error, result.steps
+            mentioned = NAME_IN_TEXT.findall(result.answer)
+            assert set(mentioned) <= set(agent.workspace.files()), result.answer  # names in the answer are held too
+            answers_naming += bool(mentioned)
     assert describe_calls >= 13 and right_paths >= 5 and hard_right >= 6, (describe_calls, right_paths, hard_right)
+    assert answers_naming >= 10, answers_naming
 

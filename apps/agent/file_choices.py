@@ -1,9 +1,11 @@
-"""Agent middleware that holds a planned call's ``"path"`` to the files in the working folder.
+"""Agent middleware that holds the file names our planner writes to the files in the working folder.
 
-A planner that is our own model (``NextGPTChatModel``) gets ``GenerationOptions.string_choices`` on every call:
-once it writes ``"path": "``, the value is decoded as one of the working folder's files (``nextgpt/constrained.py``),
-so a misspelt name (``inputs/qmt_7.png`` for ``inputs/qmvt_7.png``) cannot be planned. Which file, and whether a
-path is wanted at all, is still the model's choice. Other planners (a hosted chat model) are left as they are.
+A planner that is our own model (``NextGPTChatModel``) gets ``GenerationOptions.string_choices`` and
+``name_choices`` on every call: once it writes ``"path": "`` in a call, the value is decoded as one of the working
+folder's files, and once its answer's text starts a name with one of their folders (``inputs/``), the name is too
+(``nextgpt/constrained.py``). So a misspelt name (``inputs/qmt_7.png`` for ``inputs/qmvt_7.png``) can be neither
+planned nor told to the user. Which file, and whether a name is written at all, is still the model's choice. Other
+planners (a hosted chat model) are left as they are.
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from .workspace import Workspace
 
 
 class FileChoices(AgentMiddleware):
-    """Before each model call: ``string_choices={"path": <every file in the workspace>}`` for our own model.
+    """Before each model call: ``string_choices={"path": <every file in the workspace>}`` and ``name_choices=<the
+    same files>`` for our own model.
 
     Args:
         workspace: the agent's working folder (its files are listed at each call: outputs made by earlier steps
@@ -33,5 +36,5 @@ class FileChoices(AgentMiddleware):
         files = self.workspace.files()
         if not files or not isinstance(request.model, NextGPTChatModel):
             return handler(request)
-        settings = {**request.model_settings, "string_choices": {self.key: tuple(files)}}
+        settings = {**request.model_settings, "string_choices": {self.key: tuple(files)}, "name_choices": tuple(files)}
         return handler(request.override(model_settings=settings))
