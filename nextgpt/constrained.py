@@ -90,6 +90,7 @@ def _fits(after_key: str, choices: tuple[str, ...]) -> bool:
 
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-/")  # a name goes on
+_INSIDE_A_WORD = _NAME_CHARS | {"."}  # a folder written right after one of these is not the start of a name
 
 
 class NameChoices:
@@ -151,7 +152,7 @@ class NameChoices:
         for folder in self.folders:
             at = text.find(folder)
             while at != -1:
-                if at + len(folder) > since and (at == 0 or text[at - 1] not in _NAME_CHARS | {"."}):
+                if at + len(folder) > since and (at == 0 or text[at - 1] not in _INSIDE_A_WORD):
                     found.append(at)
                 at = text.find(folder, at + 1)
         return found
@@ -168,10 +169,9 @@ class NameChoices:
         text = tail + piece
         return all(self._fits(text[at:]) for at in self._starts(text, since=len(tail)))
 
-    def _fits(self, written: str, names: tuple[str, ...] | None = None) -> bool:
-        """Whether ``written`` (from a folder on) can still become one of ``names`` (default: all), or is one
-        followed by text."""
-        for name in self.names if names is None else names:
+    def _fits(self, written: str) -> bool:
+        """Whether ``written`` (from a folder on) can still become one of the names, or is one followed by text."""
+        for name in self.names:
             if name.startswith(written):
                 return True
             if written.startswith(name) and (written[len(name)] not in _NAME_CHARS):
