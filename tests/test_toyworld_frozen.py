@@ -38,8 +38,8 @@ def llm_run(tmp_path_factory):
 def test_encoder_loss_falls(encoder_run):
     _, report = encoder_run
     assert len(report.losses) == 40
-    # InfoNCE over 8 pairs (≈ ln 8) plus the attribute cross-entropies (≈ 6.9 at the start); measured factor 1.58 over 40
-    # steps, demand 1.3
+    # InfoNCE over 8 pairs (≈ ln 8) plus the attribute cross-entropies (≈ 6.9 at the start); measured factor 1.58
+    # over 40 steps, demand 1.3
     assert _mean(report.losses[-5:]) < _mean(report.losses[:3]) / 1.3
     assert set(report.retrieval_at_1) == {"image", "audio", "video"}
     assert all(0.0 <= v <= 1.0 for v in report.retrieval_at_1_held_out.values())
@@ -373,3 +373,38 @@ def test_toyworld_train_command_uses_the_trainers_defaults_unless_steps_are_give
         with pytest.raises(SystemExit):
             main(["toyworld-train", part, "--out", str(tmp_path / part), *extra])
     assert calls == [{"seed": 0}, {"seed": 0, "steps": 7}]
+
+
+def test_the_recipes_llm_text_is_the_shipped_llms():
+    """The recipe's LLM (``train_toy_llm`` with its defaults, seed 0) learns from the text the shipped LLM learnt
+    from: its BPE comes out piece for piece the shipped tokenizer's. Changing the world's language or the LLM's
+    text mix breaks this: the recipe then no longer makes the shipped LLM (retrain and ship it, or keep the text)."""
+    from nextgpt.toyworld.build import SHIPPED_MODEL_DIR
+    from nextgpt.toyworld.train_llm import llm_text, train_toy_tokenizer
+
+    shipped = json.loads((SHIPPED_MODEL_DIR / "tokenizer" / "tokenizer.json").read_text(encoding="utf-8"))
+    tokenizer = train_toy_tokenizer(llm_text(0).tokenizer_texts())
+    rebuilt = json.loads(tokenizer.backend_tokenizer.to_str())
+    assert rebuilt["model"]["merges"] == shipped["model"]["merges"]
+    assert rebuilt["model"]["vocab"] == shipped["model"]["vocab"]
+
+
+def test_tool_dialogues_of_the_llm_text_draw_from_every_meaning_unless_told_each_modality():
+    """The LLM's tool dialogues keep world v1's draw (all training meanings at once: mostly pictures, as in the
+    shipped LLM's text); ``tool_draw="each_modality"`` gives the world files' thirds. A bad value is refused."""
+    from collections import Counter
+
+    from nextgpt.toyworld.train_llm import dialogue_texts, train_toy_llm
+
+    def modalities(texts):
+        return Counter(m for t in texts for m in ("image", "audio", "video")
+                       if f'"name": "describe_{m}"' in t.text or f'"name": "generate_{m}"' in t.text)
+
+    mixed = modalities(dialogue_texts("train", 90, seed=3, tools=True))
+    thirds = modalities(dialogue_texts("train", 90, seed=3, tools=True, tool_draw="each_modality"))
+    assert mixed["image"] > 2 * (mixed["audio"] + mixed["video"])
+    assert min(thirds.values()) >= 0.5 * max(thirds.values())
+    with pytest.raises(ValueError, match="tool_draw must be one of"):
+        dialogue_texts("train", 4, seed=3, tools=True, tool_draw="pictures")
+    with pytest.raises(ValueError, match="tool_draw must be one of"):
+        train_toy_llm("unused", tool_draw="pictures")

@@ -40,6 +40,9 @@ EVAL_FILES = ("captioning", "generation", "conversion", "dialogues", "tools", "t
 WORLD_VERSION = "nextgpt-toyworld-v2"
 """Written into every manifest; a build reuses a world folder only of this version. v2: the training tool
 dialogues are a third of each modality (v1 drew them from all meanings at once: mostly pictures)."""
+TOOL_DRAWS = ("each_modality", "all_meanings")
+"""How tool dialogues draw their meanings: a third of each modality (the world's files since v2), or from all the
+training meanings at once (v1's mix, mostly pictures: the text the shipped toy LLM learnt from, ``train_llm.py``)."""
 
 
 @dataclass(frozen=True)
@@ -103,9 +106,12 @@ def conversion_sources(split: Split, part: str) -> list[tuple[Meaning, str]]:
 
 
 def _examples(builder: Builder, split: Split, part: str, sizes: DatasetSizes, *,
-              eval_style: bool | None = None) -> dict[str, list[Example]]:
+              eval_style: bool | None = None, tool_draw: str = "each_modality") -> dict[str, list[Example]]:
     """The example groups of ``part``'s meanings: the training files, or (``eval_style``, the default for the eval
-    part) the evaluation files with ``sizes.eval`` items per modality — for the training part, the validation set."""
+    part) the evaluation files with ``sizes.eval`` items per modality — for the training part, the validation set.
+    ``tool_draw`` (one of :data:`TOOL_DRAWS`) is how the training tool dialogues draw their meanings."""
+    if tool_draw not in TOOL_DRAWS:
+        raise ValueError(f"tool_draw must be one of {TOOL_DRAWS}; got {tool_draw!r}")
     rng = builder.rng
     eval_style = part == "eval" if eval_style is None else eval_style
     pools = {m: split.meanings(m, part) for m in MODALITIES}
@@ -127,6 +133,10 @@ def _examples(builder: Builder, split: Split, part: str, sizes: DatasetSizes, *,
         shares = [count // len(MODALITIES) + (i < count % len(MODALITIES)) for i in range(len(MODALITIES))]
         return [m for mod, share in zip(MODALITIES, shares) for m in draw(pools[mod], share)]
 
+    def all_meanings(count: int) -> list[Meaning]:
+        return draw([m for mod in MODALITIES for m in pools[mod]], count)
+
+    tool_meanings = each_modality if tool_draw == "each_modality" else all_meanings
     if eval_style:
         return {
             "captioning": [builder.captioning(m) for mod in MODALITIES for m in draw(pools[mod], sizes.eval)],
@@ -154,8 +164,8 @@ def _examples(builder: Builder, split: Split, part: str, sizes: DatasetSizes, *,
         "generation": [builder.pair(m, "generation") for mod in MODALITIES for m in draw(pools[mod], sizes.pairs)],
         "instructions": instructions,
         "dialogues": [builder.multiturn(pools, targets, int(rng.integers(2, 5))) for _ in range(sizes.dialogues)],
-        "tools": [builder.tool_use(m, targets(m)) for m in each_modality(sizes.tools)]
-        + [builder.tool_use(m, targets(m), retry=True) for m in each_modality(sizes.tool_retries)],
+        "tools": [builder.tool_use(m, targets(m)) for m in tool_meanings(sizes.tools)]
+        + [builder.tool_use(m, targets(m), retry=True) for m in tool_meanings(sizes.tool_retries)],
     }
 
 

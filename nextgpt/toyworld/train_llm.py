@@ -36,7 +36,7 @@ from .world import MODALITIES, Meaning, all_meanings
 logger = logging.getLogger(__name__)
 
 __all__ = ["TOY_LLAMA", "VOCAB_SIZE", "LLMReport", "LabelledText", "dialogue_texts", "copy_drill_blocks",
-           "file_question_texts", "name_copy_accuracy", "train_toy_llm", "train_toy_tokenizer"]
+           "file_question_texts", "llm_text", "LLMText", "name_copy_accuracy", "train_toy_llm", "train_toy_tokenizer"]
 
 VOCAB_SIZE = 768
 TOOL_BLOCK = 768  # tokens of a tool-call dialogue row (the agent's prompt alone is ≈ 480 with the toy BPE; a
@@ -91,12 +91,13 @@ class LabelledText:
 
 
 def dialogue_texts(part: str, count: int, seed: int, split: Split | None = None, *,
-                   tools: bool = False) -> list[LabelledText]:
+                   tools: bool = False, tool_draw: str = "all_meanings") -> list[LabelledText]:
     """``count``-ish dialogues of the split's ``part`` (``train``/``eval``) rendered in the vicuna_v0 template,
     input placeholders replaced by a caption of the item (a phrasing of that part). No media is rendered.
 
     ``tools=True`` gives the tool-call dialogues instead (training meanings; the agent's system prompt, tool list
-    and results, a result as a user turn as ``dialogs/render.py`` writes it)."""
+    and results, a result as a user turn as ``dialogs/render.py`` writes it), their meanings drawn as ``tool_draw``
+    says (:data:`~nextgpt.toyworld.dataset.TOOL_DRAWS`)."""
     from nextgpt.dialogs.templates import get_template
 
     from .dataset import SIZES, DatasetSizes, _examples
@@ -119,7 +120,7 @@ def dialogue_texts(part: str, count: int, seed: int, split: Split | None = None,
             sizes = DatasetSizes(pairs=per, instructions=3 * per, dialogues=3 * per, tools=0, eval=1)
         else:
             sizes = DatasetSizes(pairs=1, instructions=1, dialogues=1, tools=0, eval=max(1, count // 12))
-        for examples in _examples(builder, split, part, sizes).values():
+        for examples in _examples(builder, split, part, sizes, tool_draw=tool_draw).values():
             texts += [_render(example, builder, template, by_key) for example in examples]
     order = rng.permutation(len(texts))[:count]
     return [texts[i] for i in order]
@@ -137,12 +138,43 @@ def file_question_texts(count: int, seed: int) -> list[LabelledText]:
     return [_render(builder.file_question(), builder, template, {}) for _ in range(count)]
 
 
+@dataclass(frozen=True)
+class LLMText:
+    """Everything :func:`train_toy_llm` reads (:func:`llm_text`): the world's training dialogues, held-out and fresh
+    dialogues for the perplexities, tool-call dialogues and file questions."""
+
+    train: list[LabelledText]
+    eval: list[LabelledText]
+    fresh: list[LabelledText]
+    tools: list[LabelledText]
+    files: list[LabelledText]
+
+    def tokenizer_texts(self) -> list[str]:
+        """What the BPE learns from: the training and tool dialogues, and as many file questions as dialogues."""
+        return [t.text for t in self.train + self.tools + self.files[:len(self.train)]]
+
+
+def llm_text(seed: int, *, train_dialogues: int = 4000, eval_dialogues: int = 300, tool_dialogues: int = 4000,
+             file_questions: int = 20_000, tool_draw: str = "all_meanings", split: Split | None = None) -> LLMText:
+    """The toy LLM's text for ``seed`` (:func:`train_toy_llm`'s defaults: the shipped LLM's text)."""
+    split = split or make_split()
+    return LLMText(
+        train=dialogue_texts("train", train_dialogues, seed, split),
+        eval=dialogue_texts("eval", eval_dialogues, seed + 1, split),
+        fresh=dialogue_texts("train", eval_dialogues, seed + 2, split),
+        tools=dialogue_texts("train", tool_dialogues, seed + 3, split, tools=True,
+                             tool_draw=tool_draw) if tool_dialogues else [],
+        files=file_question_texts(file_questions, seed + 4) if file_questions else [])
+
+
 @torch.no_grad()
-def name_copy_accuracy(out_dir: str | Path, *, count: int = 60, seed: int = 4242) -> dict[str, float]:
+def name_copy_accuracy(out_dir: str | Path, *, count: int = 60, seed: int = 4242,
+                       tool_draw: str = "all_meanings") -> dict[str, float]:
     """How often the trained LLM under ``out_dir`` (``llm/`` + ``tokenizer/``) writes a given file name back,
     greedily: ``tool_call_path``, the ``path`` of the first call of ``count`` tool dialogues (those with a
     describe or convert call; the agent's system prompt and tool list), and ``file_question``, the name in the
-    answer to ``count`` file questions (:func:`file_question_texts`). Fresh names of this version's generator."""
+    answer to ``count`` file questions (:func:`file_question_texts`). Fresh names of this version's generator;
+    the tool dialogues drawn as ``tool_draw`` says (:func:`dialogue_texts`)."""
     import re
 
     from nextgpt.config import LLMConfig
@@ -151,7 +183,7 @@ def name_copy_accuracy(out_dir: str | Path, *, count: int = 60, seed: int = 4242
     config = LLMConfig(path="llm", tokenizer="tokenizer")
     tokenizer, model = load_tokenizer(config, base_dir=out_dir), build_llm(config, base_dir=out_dir).eval()
     name = re.compile(r"inputs/[\w-]+\.\w+")
-    sets = {"tool_call_path": [t for t in dialogue_texts("train", 2 * count, seed, tools=True)
+    sets = {"tool_call_path": [t for t in dialogue_texts("train", 2 * count, seed, tools=True, tool_draw=tool_draw)
                                if '"path"' in t.text[t.ranges[0][0]:t.ranges[0][1]]][:count],
             "file_question": file_question_texts(count, seed + 1)}
     result = {}
@@ -402,7 +434,7 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
                   train_dialogues: int = 4000, eval_dialogues: int = 300, tool_dialogues: int = 4000,
                   tool_rows: int = 4, tool_block: int = TOOL_BLOCK, file_questions: int = 20_000,
                   file_rows: int = 16, copy_rows: int = 12, copy_steps: int | None = None,
-                  recall_rows: int = 0, copy_probe: int = 60) -> LLMReport:
+                  recall_rows: int = 0, copy_probe: int = 60, tool_draw: str = "all_meanings") -> LLMReport:
     """Train the toy tokenizer and LLaMA and save them under ``out_dir/tokenizer`` and ``out_dir/llm``.
 
     Args:
@@ -427,28 +459,34 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
         recall_rows: rows of keyed recall drills (:func:`recall_drill_blocks`, fresh every step) added to every
             step (with ``copy_steps``, to the same first steps as the copy drills).
         copy_probe: tool dialogues and file questions for :func:`name_copy_accuracy` in the report (0: skip).
+        tool_draw: how the tool dialogues draw their meanings (:data:`~nextgpt.toyworld.dataset.TOOL_DRAWS`):
+            ``"all_meanings"`` (world v1's mix, mostly pictures: the shipped LLM's text, which this function
+            with ``seed=0`` writes again bit for bit) or ``"each_modality"`` (a third of each, as the world's
+            ``train_tools.jsonl`` since v2). docs/toyworld.md, "The recipe", has what each gave.
 
     Raises:
         ValueError: for non-positive sizes.
     """
     from transformers import AutoModelForCausalLM, LlamaConfig
 
+    from .dataset import TOOL_DRAWS
+
     if min(steps, batch_size, block, train_dialogues, eval_dialogues) <= 0:
         raise ValueError("steps, batch_size, block, train_dialogues and eval_dialogues must all be > 0")
     if min(tool_dialogues, tool_rows, file_questions, file_rows, copy_rows, recall_rows) < 0:
         raise ValueError("tool_dialogues, tool_rows, file_questions, file_rows, copy_rows and recall_rows must be ≥ 0")
+    if tool_draw not in TOOL_DRAWS:
+        raise ValueError(f"tool_draw must be one of {TOOL_DRAWS}; got {tool_draw!r}")
     if copy_steps is not None and copy_steps < 0:
         raise ValueError(f"copy_steps must be ≥ 0 (or None: drills in every step); got {copy_steps}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    split = make_split()
-    train_text = dialogue_texts("train", train_dialogues, seed, split)
-    eval_text = dialogue_texts("eval", eval_dialogues, seed + 1, split)
-    fresh_text = dialogue_texts("train", eval_dialogues, seed + 2, split)
-    tool_text = dialogue_texts("train", tool_dialogues, seed + 3, split, tools=True) if tool_dialogues else []
-    file_text = file_question_texts(file_questions, seed + 4) if file_questions and file_rows else []
-    tokenizer = train_toy_tokenizer([t.text for t in train_text + tool_text + file_text[:len(train_text)]], vocab_size)
+    text = llm_text(seed, train_dialogues=train_dialogues, eval_dialogues=eval_dialogues,
+                    tool_dialogues=tool_dialogues, file_questions=file_questions if file_rows else 0,
+                    tool_draw=tool_draw)
+    train_text, eval_text, fresh_text, tool_text, file_text = text.train, text.eval, text.fresh, text.tools, text.files
+    tokenizer = train_toy_tokenizer(text.tokenizer_texts(), vocab_size)
     tokenizer.save_pretrained(out / "tokenizer")
     train_blocks = _pack(tokenizer, train_text, block)
     tool_blocks = _rows(tokenizer, tool_text, tool_block) if tool_text and tool_rows else None
@@ -502,12 +540,12 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
     model.requires_grad_(False)
     model.save_pretrained(out / "llm", safe_serialization=True)
     ppl_eval, ppl_fresh = perplexity(model, eval_blocks), perplexity(model, fresh_blocks)
-    copying = name_copy_accuracy(out, count=copy_probe) if copy_probe > 0 else {}
+    copying = name_copy_accuracy(out, count=copy_probe, tool_draw=tool_draw) if copy_probe > 0 else {}
     seconds = time.perf_counter() - started
     report = LLMReport(ppl_eval, ppl_fresh, losses, seconds, steps, sum(p.numel() for p in model.parameters()),
                        len(tokenizer), int(train_blocks[0].numel()), str(out / "llm"), str(out / "tokenizer"),
                        {"train_seconds": train_seconds, "batch_size": batch_size, "block": block, "lr": lr,
-                        "seed": seed, "template": TEMPLATE, "tool_dialogues": len(tool_text),
+                        "seed": seed, "template": TEMPLATE, "tool_dialogues": len(tool_text), "tool_draw": tool_draw,
                         "tool_rows": tool_rows if tool_blocks is not None else 0, "tool_block": tool_block,
                         "name_copy": copying, "file_questions": len(file_text),
                         "file_rows": file_rows if file_blocks is not None else 0, "copy_rows": copy_rows,
