@@ -378,7 +378,8 @@ def test_toyworld_train_command_uses_the_trainers_defaults_unless_steps_are_give
 def test_the_recipes_llm_text_is_the_shipped_llms():
     """The recipe's LLM (``train_toy_llm`` with its defaults, seed 0) learns from the text the shipped LLM learnt
     from: its BPE comes out piece for piece the shipped tokenizer's. Changing the world's language or the LLM's
-    text mix breaks this: the recipe then no longer makes the shipped LLM (retrain and ship it, or keep the text)."""
+    text mix breaks this: the recipe then no longer trains on the shipped LLM's text (ship a model retrained on the
+    new text, or keep the text)."""
     from nextgpt.toyworld.build import SHIPPED_MODEL_DIR
     from nextgpt.toyworld.train_llm import llm_text, train_toy_tokenizer
 

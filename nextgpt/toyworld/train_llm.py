@@ -460,9 +460,10 @@ def train_toy_llm(out_dir: str | Path, *, seed: int = 0, steps: int = 1000, batc
             step (with ``copy_steps``, to the same first steps as the copy drills).
         copy_probe: tool dialogues and file questions for :func:`name_copy_accuracy` in the report (0: skip).
         tool_draw: how the tool dialogues draw their meanings (:data:`~nextgpt.toyworld.dataset.TOOL_DRAWS`):
-            ``"all_meanings"`` (world v1's mix, mostly pictures: the shipped LLM's text, which this function
-            with ``seed=0`` writes again bit for bit) or ``"each_modality"`` (a third of each, as the world's
-            ``train_tools.jsonl`` since v2). docs/toyworld.md, "The recipe", has what each gave.
+            ``"all_meanings"`` (world v1's mix, mostly pictures: the shipped LLM's text — with ``seed=0`` its
+            BPE is the shipped tokenizer, piece for piece) or ``"each_modality"`` (a third of each, as the world's
+            ``train_tools.jsonl`` since v2). docs/toyworld.md, "The recipe's LLM is the shipped LLM's again", has
+            what each gave.
 
     Raises:
         ValueError: for non-positive sizes.
